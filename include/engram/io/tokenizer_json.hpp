@@ -1,0 +1,999 @@
+// engram/io/tokenizer_json.hpp: reads a Hugging Face tokenizer.json (plain or gzip) into a plain,
+// validated struct: the token string of every id as `Tokenizer::decode` sees it, the added tokens,
+// the decoder and the normaliser. Needs the engram::tokenizer component (utf8proc, zlib).
+//
+// The ids reproduce the deserialiser of `tokenizers` 0.23.2 exactly:
+// - model: BPE / WordPiece / WordLevel take `vocab` {token: id} (ids unique, unsigned 32-bit;
+//   gaps allowed); Unigram takes `vocab` [[piece, score], ...] with id = index. Model vocab size =
+//   number of entries. BPE merges must name vocab tokens (HF refuses the file otherwise).
+// - added_tokens are NOT taken at their JSON ids. In file order (HF AddedVocabulary::add_tokens):
+//     empty content: ignored
+//     same content already added with identical flags: ignored
+//     id = id of that content among the added tokens, else in the model vocab, else next_id++
+//          (next_id starts at the model vocab size)
+//     normalized && the tokenizer has a normaliser && normaliser(content) != content:
+//          the token decodes as the normalised content (HF's normalized_cache, keyed by id)
+//   A later token with an id already taken replaces the earlier one for decoding.
+// - vocab_size() = get_vocab_size(with_added_tokens=true) = model vocab size + distinct added
+//   contents - added contents that are also model tokens. tokens[id] for id < vocab_size() is
+//   the added token's text (normalised where it applies), else the model token, else none
+//   (HF drops such ids when decoding).
+// Every violation of the schema throws engram::Error naming the file, the JSON path of the field
+// (e.g. `model.vocab["abc"]`, `added_tokens[3].special`), what was expected and what was found.
+// Parts HF would read but decoding does not use (pre_tokenizer, post_processor, truncation,
+// padding, unk_token values) are not validated. A decoder or normaliser without "type" (pre-2020
+// files) is refused; normalisers HF knows but engram does not implement (Precompiled, Bert,
+// Replace with a Regex) are refused only when a normalized added token needs them.
+//
+// Thread safety: the functions are reentrant; a TokenizerJson is a plain value.
+#pragma once
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "engram/error.hpp"
+#include "engram/tokenizer/decoder.hpp"
+#include "engram/tokenizer/normalizer.hpp"
+
+namespace engram {
+
+/// The model types of tokenizer.json.
+enum class TokenizerModelType { kBPE, kWordPiece, kWordLevel, kUnigram };
+
+/// One entry of tokenizer.json "added_tokens" (HF AddedToken).
+struct AddedToken {
+  std::string content;
+  bool single_word = false;
+  bool lstrip = false;
+  bool rstrip = false;
+  bool normalized = true;
+  bool special = false;
+  bool operator==(const AddedToken&) const = default;
+};
+
+/// An added token as read, with the id HF gives it.
+struct AddedTokenInfo {
+  AddedToken token;
+  uint32_t json_id = 0;        ///< the "id" written in the file (HF does not use it)
+  std::optional<uint32_t> id;  ///< the id HF assigns; nullopt when the entry is ignored (empty)
+};
+
+/// A validated tokenizer.json, reduced to what decoding needs.
+struct TokenizerJson {
+  std::string source;  ///< file name, for messages
+  TokenizerModelType model_type = TokenizerModelType::kBPE;
+  int64_t model_vocab_size = 0;                    ///< HF model.get_vocab_size()
+  std::vector<AddedTokenInfo> added_tokens;        ///< in file order
+  std::vector<std::optional<std::string>> tokens;  ///< id -> token string used by decode
+  std::optional<TokenDecoder> decoder;             ///< nullopt: tokens are joined with " "
+  std::optional<TextNormalizer> normalizer;
+
+  /// HF get_vocab_size(with_added_tokens = true).
+  int64_t vocab_size() const noexcept { return static_cast<int64_t>(tokens.size()); }
+
+  /// HF Tokenizer::decode(ids, skip_special_tokens = false) (no clean-up). Ids without a token,
+  /// including ids >= vocab_size(), are dropped as HF drops them.
+  std::string decode(std::span<const int64_t> ids) const {
+    std::vector<std::string> strings;
+    strings.reserve(ids.size());
+    for (int64_t id : ids)
+      if (id >= 0 && id < vocab_size() && tokens[static_cast<size_t>(id)])
+        strings.push_back(*tokens[static_cast<size_t>(id)]);
+    return decode_tokens(decoder, std::move(strings));
+  }
+};
+
+namespace detail {
+
+using Json = nlohmann::json;
+
+/// Largest accepted (decompressed) tokenizer.json.
+inline constexpr size_t kMaxTokenizerJsonBytes = size_t{1} << 30;
+
+/// The bytes of `path`; throws naming the file.
+inline std::string read_file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  ENGRAM_CHECK(in.good(), path, ": cannot open: ", std::strerror(errno));
+  const std::streamoff size = in.tellg();
+  ENGRAM_CHECK(size >= 0, path, ": cannot determine the file size (not a regular file?)");
+  std::string bytes(static_cast<size_t>(size), '\0');
+  in.seekg(0);
+  in.read(bytes.data(), size);
+  ENGRAM_CHECK(in.gcount() == size, path, ": read ", in.gcount(), " of ", size, " bytes");
+  return bytes;
+}
+
+inline bool has_gzip_magic(std::string_view bytes) noexcept {
+  return bytes.size() >= 2 && static_cast<unsigned char>(bytes[0]) == 0x1F &&
+         static_cast<unsigned char>(bytes[1]) == 0x8B;
+}
+
+/// Decompresses gzip `data` (one or more members) with zlib; throws naming `source` on corrupt or
+/// truncated input or output beyond `max_bytes`.
+inline std::string gunzip(std::string_view data, const std::string& source,
+                          size_t max_bytes = kMaxTokenizerJsonBytes) {
+  z_stream zs{};
+  ENGRAM_CHECK(inflateInit2(&zs, 15 + 16) == Z_OK, source, ": zlib inflateInit2 failed");
+  struct Guard {
+    z_stream* zs;
+    ~Guard() { inflateEnd(zs); }
+  } guard{&zs};
+  std::string out;
+  size_t consumed = 0;
+  char chunk[1 << 16];
+  for (;;) {
+    const size_t left = data.size() - consumed;
+    zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data() + consumed));
+    zs.avail_in = static_cast<uInt>(std::min<size_t>(left, std::numeric_limits<uInt>::max()));
+    const uInt offered = zs.avail_in;
+    zs.next_out = reinterpret_cast<Bytef*>(chunk);
+    zs.avail_out = sizeof(chunk);
+    const int rc = inflate(&zs, Z_NO_FLUSH);
+    consumed += offered - zs.avail_in;
+    out.append(chunk, sizeof(chunk) - zs.avail_out);
+    ENGRAM_CHECK(out.size() <= max_bytes, source, ": decompresses to more than ", max_bytes,
+                 " bytes");
+    if (rc == Z_STREAM_END) {
+      if (consumed == data.size()) return out;
+      ENGRAM_CHECK(has_gzip_magic(data.substr(consumed)), source, ": ", data.size() - consumed,
+                   " bytes of trailing data after the gzip stream");
+      ENGRAM_CHECK(inflateReset(&zs) == Z_OK, source, ": zlib inflateReset failed");
+      continue;
+    }
+    // Z_BUF_ERROR: no progress although there is room for output, i.e. the input ran out.
+    ENGRAM_CHECK(rc != Z_BUF_ERROR || consumed < data.size(), source,
+                 ": truncated gzip data (the stream ends after ", data.size(), " bytes)");
+    ENGRAM_CHECK(rc == Z_OK, source,
+                 ": corrupt gzip data (zlib: ", zs.msg ? zs.msg : "error " + std::to_string(rc),
+                 ")");
+  }
+}
+
+/// The text of `path`, decompressed when it starts with the gzip magic bytes.
+inline std::string read_maybe_gzip(const std::string& path) {
+  std::string bytes = read_file_bytes(path);
+  if (has_gzip_magic(bytes)) return gunzip(bytes, path);
+  ENGRAM_CHECK(bytes.size() <= kMaxTokenizerJsonBytes, path, ": larger than ",
+               kMaxTokenizerJsonBytes, " bytes");
+  return bytes;
+}
+
+/// Short description of a JSON value for messages: `string "ab"`, `number -1`, `object`, ...
+inline std::string describe_json(const Json& j) {
+  switch (j.type()) {
+    case Json::value_t::string: {
+      std::string s = j.dump();
+      if (s.size() > 60) s = s.substr(0, 57) + "...";
+      return "string " + s;
+    }
+    case Json::value_t::number_integer:
+    case Json::value_t::number_unsigned:
+    case Json::value_t::number_float:
+      return "number " + j.dump();
+    case Json::value_t::boolean:
+      return std::string("boolean ") + (j.get<bool>() ? "true" : "false");
+    case Json::value_t::array:
+      return "array of " + std::to_string(j.size());
+    case Json::value_t::object:
+      return "object";
+    case Json::value_t::null:
+      return "null";
+    default:
+      return j.type_name();
+  }
+}
+
+/// JSON-path spelling of an object key: ["key"] with the key JSON-escaped.
+inline std::string key_path(std::string_view key) { return "[" + Json(key).dump() + "]"; }
+
+/// Reads fields of one tokenizer.json with messages that name the file and the JSON path.
+class JsonReader {
+ public:
+  explicit JsonReader(const std::string& source) : source_(source) {}
+
+  [[noreturn]] void fail_expected(const std::string& path, std::string_view expected,
+                                  const Json& found) const {
+    fail(source_, ": ", path, ": expected ", expected, ", found ", describe_json(found));
+  }
+  [[noreturn]] void fail_at(const std::string& path, std::string_view message) const {
+    fail(source_, ": ", path, ": ", message);
+  }
+
+  const Json& object(const Json& j, const std::string& path) const {
+    if (!j.is_object()) fail_expected(path, "an object", j);
+    return j;
+  }
+  const Json& array(const Json& j, const std::string& path) const {
+    if (!j.is_array()) fail_expected(path, "an array", j);
+    return j;
+  }
+  /// obj[key], or nullptr when absent.
+  static const Json* find(const Json& obj, std::string_view key) {
+    const auto it = obj.find(key);
+    return it == obj.end() ? nullptr : &*it;
+  }
+  const Json& required(const Json& obj, std::string_view key, const std::string& path) const {
+    const Json* j = find(obj, key);
+    if (!j) fail_at(path, "missing field \"" + std::string(key) + "\"");
+    return *j;
+  }
+  std::string string(const Json& j, const std::string& path) const {
+    if (!j.is_string()) fail_expected(path, "a string", j);
+    return j.get<std::string>();
+  }
+  bool boolean(const Json& j, const std::string& path) const {
+    if (!j.is_boolean()) fail_expected(path, "a boolean", j);
+    return j.get<bool>();
+  }
+  static bool is_u32(const Json& j) noexcept {
+    return j.is_number_unsigned() && j.get<uint64_t>() <= std::numeric_limits<uint32_t>::max();
+  }
+  uint32_t u32(const Json& j, const std::string& path) const {
+    if (!is_u32(j)) fail_expected(path, "an unsigned 32-bit integer", j);
+    return static_cast<uint32_t>(j.get<uint64_t>());
+  }
+  uint64_t u64(const Json& j, const std::string& path) const {
+    if (!j.is_number_unsigned()) fail_expected(path, "a non-negative integer", j);
+    return j.get<uint64_t>();
+  }
+  /// A string of exactly one character (Rust `char`).
+  char32_t character(const Json& j, const std::string& path) const {
+    const std::string s = string(j, path);
+    size_t i = 0;
+    const char32_t cp = s.empty() ? 0 : next_code_point(s, i);
+    if (s.empty() || i != s.size()) fail_expected(path, "a string of exactly one character", j);
+    return cp;
+  }
+  /// Optional field: absent or null -> nullopt.
+  std::optional<bool> optional_boolean(const Json& obj, std::string_view key,
+                                       const std::string& path) const {
+    const Json* j = find(obj, key);
+    if (!j || j->is_null()) return std::nullopt;
+    return boolean(*j, path + "." + std::string(key));
+  }
+  void optional_string(const Json& obj, std::string_view key, const std::string& path) const {
+    const Json* j = find(obj, key);
+    if (j && !j->is_null()) string(*j, path + "." + std::string(key));
+  }
+  /// The "type" of a component object.
+  std::string type_of(const Json& obj, const std::string& path) const {
+    return string(required(obj, "type", path), path + ".type");
+  }
+
+  const std::string& source() const noexcept { return source_; }
+
+ private:
+  const std::string& source_;
+};
+
+inline std::optional<TextNormalizer> parse_normalizer(const JsonReader& r, const Json& j,
+                                                      const std::string& path) {
+  if (j.is_null()) return std::nullopt;
+  r.object(j, path);
+  const std::string type = r.type_of(j, path);
+  using namespace normalizers;
+  if (type == "Sequence") {
+    Sequence seq;
+    const std::string list_path = path + ".normalizers";
+    const Json& list = r.array(r.required(j, "normalizers", path), list_path);
+    for (size_t i = 0; i < list.size(); ++i) {
+      const std::string item_path = list_path + "[" + std::to_string(i) + "]";
+      if (list[i].is_null()) r.fail_expected(item_path, "a normalizer object", list[i]);
+      seq.normalizers.push_back(*parse_normalizer(r, list[i], item_path));
+    }
+    return TextNormalizer(std::move(seq));
+  }
+  if (type == "NFC") return TextNormalizer(Unicode{NormalForm::kNFC});
+  if (type == "NFD") return TextNormalizer(Unicode{NormalForm::kNFD});
+  if (type == "NFKC") return TextNormalizer(Unicode{NormalForm::kNFKC});
+  if (type == "NFKD") return TextNormalizer(Unicode{NormalForm::kNFKD});
+  if (type == "Lowercase") return TextNormalizer(normalizers::Lowercase{});
+  if (type == "StripAccents") return TextNormalizer(normalizers::StripAccents{});
+  if (type == "ByteLevel") return TextNormalizer(normalizers::ByteLevel{});
+  if (type == "Nmt") return TextNormalizer(Nmt{});
+  if (type == "Strip") {
+    return TextNormalizer(
+        Strip{r.boolean(r.required(j, "strip_left", path), path + ".strip_left"),
+              r.boolean(r.required(j, "strip_right", path), path + ".strip_right")});
+  }
+  if (type == "Prepend")
+    return TextNormalizer(Prepend{r.string(r.required(j, "prepend", path), path + ".prepend")});
+  if (type == "Replace") {
+    const std::string pattern_path = path + ".pattern";
+    const Json& pattern = r.object(r.required(j, "pattern", path), pattern_path);
+    const std::string content = r.string(r.required(j, "content", path), path + ".content");
+    if (pattern.size() == 1 && pattern.contains("String"))
+      return TextNormalizer(
+          Replace{r.string(pattern["String"], pattern_path + ".String"), content});
+    if (pattern.size() == 1 && pattern.contains("Regex")) {
+      return TextNormalizer(Unsupported{"Replace with a Regex pattern " + pattern["Regex"].dump() +
+                                        " (at " + path + ")"});
+    }
+    r.fail_expected(pattern_path, "{\"String\": ...} or {\"Regex\": ...}", pattern);
+  }
+  if (type == "Precompiled" || type == "Bert" || type == "BertNormalizer")
+    return TextNormalizer(Unsupported{type + " (at " + path + ")"});
+  r.fail_at(path + ".type",
+            "unknown normalizer type \"" + type +
+                "\" (expected Sequence, NFC, NFD, NFKC, NFKD, Lowercase, StripAccents, Strip, "
+                "Prepend, Replace, ByteLevel, Nmt, Precompiled or Bert)");
+}
+
+inline std::optional<TokenDecoder> parse_decoder(const JsonReader& r, const Json& j,
+                                                 const std::string& path) {
+  if (j.is_null()) return std::nullopt;
+  r.object(j, path);
+  const std::string type = r.type_of(j, path);
+  const auto field = [&](std::string_view key) -> const Json& { return r.required(j, key, path); };
+  const auto sub = [&](std::string_view key) { return path + "." + std::string(key); };
+  using namespace decoders;
+  if (type == "ByteLevel") {
+    r.boolean(field("add_prefix_space"), sub("add_prefix_space"));
+    r.boolean(field("trim_offsets"), sub("trim_offsets"));
+    r.optional_boolean(j, "use_regex", path);
+    return TokenDecoder(decoders::ByteLevel{});
+  }
+  if (type == "ByteFallback") return TokenDecoder(ByteFallback{});
+  if (type == "Fuse") return TokenDecoder(Fuse{});
+  if (type == "Strip") {
+    return TokenDecoder(Strip{r.character(field("content"), sub("content")),
+                              r.u64(field("start"), sub("start")),
+                              r.u64(field("stop"), sub("stop"))});
+  }
+  if (type == "Replace") {
+    const Json& pattern = r.object(field("pattern"), sub("pattern"));
+    const std::string content = r.string(field("content"), sub("content"));
+    if (pattern.size() == 1 && pattern.contains("String"))
+      return TokenDecoder(
+          decoders::Replace{r.string(pattern["String"], sub("pattern.String")), content});
+    if (pattern.size() == 1 && pattern.contains("Regex"))
+      r.fail_at(sub("pattern"), "Replace decoder with a Regex pattern " + pattern["Regex"].dump() +
+                                    " is not supported (only {\"String\": ...})");
+    r.fail_expected(sub("pattern"), "{\"String\": ...} or {\"Regex\": ...}", pattern);
+  }
+  if (type == "Metaspace") {
+    Metaspace m;
+    m.replacement = r.character(field("replacement"), sub("replacement"));
+    const std::optional<bool> add_prefix_space = r.optional_boolean(j, "add_prefix_space", path);
+    if (const Json* scheme = JsonReader::find(j, "prepend_scheme")) {
+      const std::string s = r.string(*scheme, sub("prepend_scheme"));
+      if (s == "first")
+        m.prepend_scheme = PrependScheme::kFirst;
+      else if (s == "never")
+        m.prepend_scheme = PrependScheme::kNever;
+      else if (s == "always")
+        m.prepend_scheme = PrependScheme::kAlways;
+      else
+        r.fail_expected(sub("prepend_scheme"), "\"first\", \"never\" or \"always\"", *scheme);
+    }
+    r.optional_boolean(j, "split", path);
+    if (add_prefix_space == false) {  // HF: legacy add_prefix_space=false must mean "never"
+      if (m.prepend_scheme != PrependScheme::kNever)
+        r.fail_at(path,
+                  "add_prefix_space false does not match prepend_scheme (expected \"never\")");
+    }
+    return TokenDecoder(m);
+  }
+  if (type == "WordPiece")
+    return TokenDecoder(WordPiece{r.string(field("prefix"), sub("prefix")),
+                                  r.boolean(field("cleanup"), sub("cleanup"))});
+  if (type == "BPEDecoder") return TokenDecoder(Bpe{r.string(field("suffix"), sub("suffix"))});
+  if (type == "CTC") {
+    return TokenDecoder(Ctc{r.string(field("pad_token"), sub("pad_token")),
+                            r.string(field("word_delimiter_token"), sub("word_delimiter_token")),
+                            r.boolean(field("cleanup"), sub("cleanup"))});
+  }
+  if (type == "Sequence") {
+    Sequence seq;
+    const Json& list = r.array(field("decoders"), sub("decoders"));
+    for (size_t i = 0; i < list.size(); ++i) {
+      const std::string item_path = sub("decoders") + "[" + std::to_string(i) + "]";
+      if (list[i].is_null()) r.fail_expected(item_path, "a decoder object", list[i]);
+      seq.decoders.push_back(*parse_decoder(r, list[i], item_path));
+    }
+    return TokenDecoder(std::move(seq));
+  }
+  r.fail_at(sub("type"),
+            "unknown decoder type \"" + type +
+                "\" (expected ByteLevel, ByteFallback, Fuse, Strip, Replace, Metaspace, "
+                "WordPiece, BPEDecoder, CTC or Sequence)");
+}
+
+/// model.vocab and model.merges, streamed out of the JSON by TokenizerJsonSax instead of being
+/// built as a DOM (they are nearly all of a tokenizer.json). The DOM keeps an empty container of
+/// the same type in their place.
+struct StreamedModel {
+  std::vector<std::string> vocab_tokens;  ///< object keys, or Unigram pieces, in file order
+  std::vector<uint32_t> vocab_ids;        ///< object values
+  std::string merges_arena;               ///< the merge parts, back to back
+  /// Per merge: left offset, left size, right offset, right size in merges_arena.
+  std::vector<std::array<uint32_t, 4>> merges;
+
+  void reset_vocab() {
+    vocab_tokens.clear();
+    vocab_ids.clear();
+  }
+  void reset_merges() {
+    merges_arena.clear();
+    merges.clear();
+  }
+  void add_merge(std::string_view left, std::string_view right) {
+    const auto a = static_cast<uint32_t>(merges_arena.size());
+    merges_arena.append(left);
+    const auto b = static_cast<uint32_t>(merges_arena.size());
+    merges_arena.append(right);
+    merges.push_back(
+        {a, static_cast<uint32_t>(left.size()), b, static_cast<uint32_t>(right.size())});
+  }
+  std::string_view merge_part(uint32_t offset, uint32_t size) const {
+    return std::string_view(merges_arena).substr(offset, size);
+  }
+};
+
+/// nlohmann SAX handler: builds the DOM of a tokenizer.json except model.vocab and model.merges,
+/// which it streams into a StreamedModel (checking their element types on the way). Duplicate
+/// keys keep the last value, as serde does.
+class TokenizerJsonSax {
+ public:
+  using number_integer_t = Json::number_integer_t;
+  using number_unsigned_t = Json::number_unsigned_t;
+  using number_float_t = Json::number_float_t;
+  using string_t = Json::string_t;
+  using binary_t = Json::binary_t;
+
+  TokenizerJsonSax(const std::string& source, Json& root, StreamedModel& model)
+      : source_(source), root_(root), model_(model) {}
+
+  /// The schema error that stopped the parse, if any.
+  const std::string& error() const noexcept { return error_; }
+
+  bool null() { return streaming() ? stream_scalar(Json()) : value(nullptr); }
+  bool boolean(bool v) { return streaming() ? stream_scalar(Json(v)) : value(v); }
+  bool number_integer(number_integer_t v) {
+    return streaming() ? stream_scalar(Json(v)) : value(v);
+  }
+  bool number_unsigned(number_unsigned_t v) { return streaming() ? stream_unsigned(v) : value(v); }
+  bool number_float(number_float_t v, const string_t&) {
+    return streaming() ? stream_scalar(Json(v)) : value(v);
+  }
+  bool string(string_t& v) { return streaming() ? stream_string(v) : value(std::move(v)); }
+  bool binary(binary_t&) { return fail_here("binary data is not JSON"); }
+
+  bool start_object(std::size_t) {
+    return streaming() ? stream_open(true) : open(Json::value_t::object);
+  }
+  bool start_array(std::size_t) {
+    return streaming() ? stream_open(false) : open(Json::value_t::array);
+  }
+  bool end_object() { return streaming() ? stream_close() : close(); }
+  bool end_array() { return streaming() ? stream_close() : close(); }
+
+  bool key(string_t& k) {
+    if (streaming()) {
+      key_ = std::move(k);
+      return true;
+    }
+    if (stack_.size() == 1) {
+      top_key_ = k;
+      if (top_key_ == "model") model_ = StreamedModel{};  // a later "model" replaces an earlier one
+    }
+    if (stack_.size() == 2) model_key_ = k;
+    member_ = &(*stack_.back())[k];
+    return true;
+  }
+
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) {
+    parse_error_ = e.what();
+    return false;
+  }
+  const std::string& parse_error_message() const noexcept { return parse_error_; }
+
+ private:
+  enum class Stream { kNone, kVocabObject, kVocabArray, kMerges };
+  bool streaming() const noexcept { return stream_ != Stream::kNone; }
+
+  // ---- DOM part (as nlohmann's json_sax_dom_parser)
+  template <class V>
+  Json* place(V&& v) {
+    if (stack_.empty()) {
+      root_ = Json(std::forward<V>(v));
+      return &root_;
+    }
+    Json& parent = *stack_.back();
+    if (parent.is_array()) {
+      parent.get_ref<Json::array_t&>().emplace_back(std::forward<V>(v));
+      return &parent.get_ref<Json::array_t&>().back();
+    }
+    *member_ = Json(std::forward<V>(v));
+    return member_;
+  }
+  template <class V>
+  bool value(V&& v) {
+    place(std::forward<V>(v));
+    return true;
+  }
+  bool open(Json::value_t type) {
+    const bool in_model = stack_.size() == 2 && top_key_ == "model" && stack_[1]->is_object();
+    const bool vocab = in_model && model_key_ == "vocab";
+    const bool merges = in_model && model_key_ == "merges" && type == Json::value_t::array;
+    if (!vocab && !merges) {
+      stack_.push_back(place(type));
+      return true;
+    }
+    place(type);  // an empty placeholder of the right type; the elements go to model_
+    if (merges) {
+      stream_ = Stream::kMerges;
+      model_.reset_merges();
+    } else {
+      stream_ = type == Json::value_t::object ? Stream::kVocabObject : Stream::kVocabArray;
+      model_.reset_vocab();
+    }
+    depth_ = 1;
+    index_ = 0;
+    merges_legacy_ = false;
+    return true;
+  }
+  bool close() {
+    stack_.pop_back();
+    return true;
+  }
+
+  // ---- streamed part
+  std::string path() const {
+    if (stream_ == Stream::kVocabObject) return "model.vocab" + key_path(key_);
+    return std::string(stream_ == Stream::kMerges ? "model.merges" : "model.vocab") + "[" +
+           std::to_string(index_) + "]";
+  }
+  bool fail_here(std::string message) {
+    error_ = source_ + ": " + (streaming() ? path() + ": " : std::string()) + message;
+    return false;
+  }
+  bool expected(std::string_view what, const std::string& found) {
+    return fail_here("expected " + std::string(what) + ", found " + found);
+  }
+  std::string_view element_expectation() const {
+    switch (stream_) {
+      case Stream::kVocabObject:
+        return "an unsigned 32-bit integer";
+      case Stream::kVocabArray:
+        return "a pair [piece string, score number]";
+      default:
+        return merges_legacy_ ? "a string \"left right\" like the other merges"
+                              : "a pair of token strings [\"left\", \"right\"]";
+    }
+  }
+  bool stream_unsigned(number_unsigned_t v) {
+    if (stream_ == Stream::kVocabObject && depth_ == 1) {
+      if (v > std::numeric_limits<uint32_t>::max())
+        return expected(element_expectation(), describe_json(Json(v)));
+      model_.vocab_tokens.push_back(std::move(key_));
+      model_.vocab_ids.push_back(static_cast<uint32_t>(v));
+      return true;
+    }
+    return stream_scalar(Json(v));
+  }
+  bool stream_scalar(const Json& v) {
+    if (depth_ == 2 && stream_ == Stream::kVocabArray && pair_size_ == 1 && v.is_number()) {
+      pair_size_ = 2;
+      return true;
+    }
+    return expected(element_expectation(), depth_ == 1 ? describe_json(v)
+                                                       : "an array whose element " +
+                                                             std::to_string(pair_size_) + " is " +
+                                                             describe_json(v));
+  }
+  bool stream_string(string_t& v) {
+    if (depth_ == 1 && stream_ == Stream::kMerges) {
+      if (index_ == 0) merges_legacy_ = true;
+      if (!merges_legacy_) return expected(element_expectation(), describe_json(Json(v)));
+      if (!v.starts_with("#version")) {
+        const size_t space = v.find(' ');
+        if (space == std::string::npos || v.find(' ', space + 1) != std::string::npos)
+          return expected("a string of two tokens separated by one space", describe_json(Json(v)));
+        model_.add_merge(std::string_view(v).substr(0, space),
+                         std::string_view(v).substr(space + 1));
+      }
+      ++index_;
+      return true;
+    }
+    if (depth_ == 2 && pair_size_ < 2 && (stream_ == Stream::kMerges || pair_size_ == 0)) {
+      if (stream_ == Stream::kVocabArray) {
+        model_.vocab_tokens.push_back(std::move(v));
+      } else if (pair_size_ == 0) {
+        pair_left_ = std::move(v);
+      } else {
+        model_.add_merge(pair_left_, v);
+      }
+      ++pair_size_;
+      return true;
+    }
+    return stream_scalar(Json(std::move(v)));
+  }
+  bool stream_open(bool object) {
+    const bool pair = depth_ == 1 && !object && stream_ != Stream::kVocabObject &&
+                      !(stream_ == Stream::kMerges && merges_legacy_);
+    if (!pair) {
+      const std::string found = object ? "object" : "array";
+      return expected(
+          element_expectation(),
+          depth_ == 1 ? found
+                      : "an array whose element " + std::to_string(pair_size_) + " is an " + found);
+    }
+    depth_ = 2;
+    pair_size_ = 0;
+    return true;
+  }
+  bool stream_close() {
+    if (depth_ == 2) {
+      if (pair_size_ != 2)
+        return expected(element_expectation(), "array of " + std::to_string(pair_size_));
+      depth_ = 1;
+      ++index_;
+      return true;
+    }
+    stream_ = Stream::kNone;  // the streamed container ends
+    merges_legacy_ = false;
+    return true;
+  }
+
+  const std::string& source_;
+  Json& root_;
+  StreamedModel& model_;
+  std::vector<Json*> stack_;
+  Json* member_ = nullptr;
+  std::string top_key_, model_key_;
+  Stream stream_ = Stream::kNone;
+  int depth_ = 0;         // nesting inside the streamed container
+  size_t index_ = 0;      // element index inside it
+  size_t pair_size_ = 0;  // elements seen in the current inner pair
+  bool merges_legacy_ = false;
+  std::string key_, pair_left_;
+  std::string error_, parse_error_;
+};
+
+/// Open-addressing map token -> id over string_views (the strings live elsewhere). One probe
+/// sequence of 16-byte slots per lookup: the merges check does ~3 lookups per merge.
+class TokenIndex {
+ public:
+  void reserve(size_t n) {
+    size_t capacity = 16;
+    while (capacity < 2 * n) capacity *= 2;
+    slots_.assign(capacity, Slot{});
+    tokens_.clear();
+    tokens_.reserve(n);
+  }
+  /// Inserts or overwrites (the last of equal tokens wins).
+  void insert_or_assign(std::string_view token, uint32_t id) {
+    if (2 * (tokens_.size() + 1) > slots_.size()) grow();
+    const uint64_t h = hash(token);
+    for (size_t i = h & (slots_.size() - 1);; i = (i + 1) & (slots_.size() - 1)) {
+      Slot& slot = slots_[i];
+      if (slot.token == kEmpty) {
+        slot = Slot{h, static_cast<uint32_t>(tokens_.size()), id};
+        tokens_.push_back(token);
+        return;
+      }
+      if (slot.hash == h && tokens_[slot.token] == token) {
+        slot.id = id;
+        return;
+      }
+    }
+  }
+  std::optional<uint32_t> find(std::string_view token) const {
+    if (slots_.empty()) return std::nullopt;
+    const uint64_t h = hash(token);
+    for (size_t i = h & (slots_.size() - 1);; i = (i + 1) & (slots_.size() - 1)) {
+      const Slot& slot = slots_[i];
+      if (slot.token == kEmpty) return std::nullopt;
+      if (slot.hash == h && tokens_[slot.token] == token) return slot.id;
+    }
+  }
+  size_t size() const noexcept { return tokens_.size(); }
+  /// Calls f(token, id) for every distinct token.
+  template <class F>
+  void for_each(F&& f) const {
+    for (const Slot& slot : slots_)
+      if (slot.token != kEmpty) f(tokens_[slot.token], slot.id);
+  }
+
+ private:
+  static constexpr uint32_t kEmpty = std::numeric_limits<uint32_t>::max();
+  struct Slot {
+    uint64_t hash = 0;
+    uint32_t token = kEmpty;  ///< index into tokens_
+    uint32_t id = 0;
+  };
+  static uint64_t hash(std::string_view s) noexcept {
+    uint64_t h = std::hash<std::string_view>{}(s);
+    return h ^ (h >> 29);
+  }
+  void grow() {
+    std::vector<std::string_view> tokens = std::move(tokens_);
+    std::vector<Slot> old = std::move(slots_);
+    reserve(std::max<size_t>(16, tokens.size() * 2));
+    for (const Slot& slot : old)
+      if (slot.token != kEmpty) insert_or_assign(tokens[slot.token], slot.id);
+  }
+
+  std::vector<Slot> slots_;
+  std::vector<std::string_view> tokens_;
+};
+
+/// A parsed model: size, token -> id, id -> token.
+struct ModelVocab {
+  TokenizerModelType type = TokenizerModelType::kBPE;
+  int64_t size = 0;
+  TokenIndex token_to_id;                                        ///< views into StreamedModel
+  std::vector<std::pair<uint32_t, std::string_view>> id_tokens;  ///< (id, token)
+
+  std::optional<uint32_t> find(std::string_view token) const { return token_to_id.find(token); }
+};
+
+/// A {token: id} vocab: the last of duplicate keys wins (serde map); ids must be unique.
+inline void build_vocab_object(const JsonReader& r, const StreamedModel& streamed,
+                               ModelVocab& model) {
+  model.token_to_id.reserve(streamed.vocab_tokens.size());
+  for (size_t i = 0; i < streamed.vocab_tokens.size(); ++i)
+    model.token_to_id.insert_or_assign(std::string_view(streamed.vocab_tokens[i]),
+                                       streamed.vocab_ids[i]);
+  model.size = static_cast<int64_t>(model.token_to_id.size());
+  model.id_tokens.reserve(model.token_to_id.size());
+  model.token_to_id.for_each(
+      [&](std::string_view token, uint32_t id) { model.id_tokens.emplace_back(id, token); });
+  std::sort(model.id_tokens.begin(), model.id_tokens.end());
+  for (size_t i = 1; i < model.id_tokens.size(); ++i) {
+    if (model.id_tokens[i].first == model.id_tokens[i - 1].first) {
+      r.fail_at("model.vocab",
+                "id " + std::to_string(model.id_tokens[i].first) + " is given to both " +
+                    Json(model.id_tokens[i - 1].second).dump() + " and " +
+                    Json(model.id_tokens[i].second).dump() + " (ids must be unique)");
+    }
+  }
+}
+
+/// BPE merges must name vocab tokens, and so must their concatenation (HF BpeBuilder::build).
+inline void check_merges(const JsonReader& r, const StreamedModel& streamed,
+                         const ModelVocab& model, size_t prefix_len) {
+  std::string merged;
+  for (size_t i = 0; i < streamed.merges.size(); ++i) {
+    const auto& m = streamed.merges[i];
+    const std::string_view a = streamed.merge_part(m[0], m[1]);
+    const std::string_view b = streamed.merge_part(m[2], m[3]);
+    const auto where = [&] { return "model.merges (merge " + std::to_string(i) + ")"; };
+    for (std::string_view part : {a, b}) {
+      if (!model.find(part))
+        r.fail_at(where(), "merge token " + Json(part).dump() + " is not in model.vocab");
+    }
+    if (b.size() < prefix_len)
+      r.fail_at(where(),
+                "merge token " + Json(b).dump() + " is shorter than continuing_subword_prefix");
+    merged.assign(a);
+    merged.append(b.substr(prefix_len));
+    if (!model.find(merged))
+      r.fail_at(where(), "merged token " + Json(merged).dump() + " is not in model.vocab");
+  }
+}
+
+inline ModelVocab parse_model(const JsonReader& r, const Json& j, const StreamedModel& streamed) {
+  const std::string path = "model";
+  r.object(j, path);
+  ModelVocab model;
+  const auto sub = [&](std::string_view key) { return path + "." + std::string(key); };
+  if (const Json* type = JsonReader::find(j, "type")) {
+    const std::string t = r.string(*type, sub("type"));
+    if (t == "BPE")
+      model.type = TokenizerModelType::kBPE;
+    else if (t == "WordPiece")
+      model.type = TokenizerModelType::kWordPiece;
+    else if (t == "WordLevel")
+      model.type = TokenizerModelType::kWordLevel;
+    else if (t == "Unigram")
+      model.type = TokenizerModelType::kUnigram;
+    else
+      r.fail_at(sub("type"),
+                "unknown model type \"" + t + "\" (expected BPE, WordPiece, WordLevel or Unigram)");
+  } else {  // legacy files without "type": HF tries BPE, WordPiece, WordLevel, Unigram in turn
+    const Json* vocab = JsonReader::find(j, "vocab");
+    if (vocab && vocab->is_array())
+      model.type = TokenizerModelType::kUnigram;
+    else if (JsonReader::find(j, "merges"))
+      model.type = TokenizerModelType::kBPE;
+    else if (JsonReader::find(j, "continuing_subword_prefix"))
+      model.type = TokenizerModelType::kWordPiece;
+    else
+      model.type = TokenizerModelType::kWordLevel;
+  }
+  const Json& vocab = r.required(j, "vocab", path);
+  const auto vocab_object = [&] {
+    r.object(vocab, sub("vocab"));
+    build_vocab_object(r, streamed, model);
+  };
+  switch (model.type) {
+    case TokenizerModelType::kBPE: {
+      r.array(r.required(j, "merges", path), sub("merges"));
+      for (const char* key : {"unk_token", "continuing_subword_prefix", "end_of_word_suffix"})
+        r.optional_string(j, key, path);
+      for (const char* key : {"fuse_unk", "byte_fallback", "ignore_merges"})
+        r.optional_boolean(j, key, path);
+      if (const Json* dropout = JsonReader::find(j, "dropout"); dropout && !dropout->is_null()) {
+        if (!dropout->is_number() || dropout->get<double>() < 0.0 || dropout->get<double>() > 1.0)
+          r.fail_expected(sub("dropout"), "null or a number in [0, 1]", *dropout);
+      }
+      vocab_object();
+      size_t prefix_len = 0;
+      if (const Json* prefix = JsonReader::find(j, "continuing_subword_prefix");
+          prefix && prefix->is_string())
+        prefix_len = prefix->get_ref<const std::string&>().size();
+      check_merges(r, streamed, model, prefix_len);
+      break;
+    }
+    case TokenizerModelType::kWordPiece:
+      r.string(r.required(j, "unk_token", path), sub("unk_token"));
+      r.string(r.required(j, "continuing_subword_prefix", path), sub("continuing_subword_prefix"));
+      r.u64(r.required(j, "max_input_chars_per_word", path), sub("max_input_chars_per_word"));
+      vocab_object();
+      break;
+    case TokenizerModelType::kWordLevel:
+      r.string(r.required(j, "unk_token", path), sub("unk_token"));
+      vocab_object();
+      break;
+    case TokenizerModelType::kUnigram: {
+      r.array(vocab, sub("vocab"));
+      const auto& pieces = streamed.vocab_tokens;
+      ENGRAM_CHECK(pieces.size() <= std::numeric_limits<uint32_t>::max(), r.source(), ": ",
+                   sub("vocab"), ": more than 2^32 pieces");
+      model.size = static_cast<int64_t>(pieces.size());
+      model.token_to_id.reserve(pieces.size());
+      model.id_tokens.reserve(pieces.size());
+      for (size_t i = 0; i < pieces.size(); ++i) {
+        model.id_tokens.emplace_back(static_cast<uint32_t>(i), pieces[i]);
+        model.token_to_id.insert_or_assign(std::string_view(pieces[i]),
+                                           static_cast<uint32_t>(i));  // last wins
+      }
+      if (const Json* unk = JsonReader::find(j, "unk_id"); unk && !unk->is_null()) {
+        const uint64_t unk_id = r.u64(*unk, sub("unk_id"));
+        if (unk_id >= pieces.size()) {
+          r.fail_at(sub("unk_id"), std::to_string(unk_id) + " is not below the vocab size " +
+                                       std::to_string(pieces.size()));
+        }
+      }
+      r.optional_boolean(j, "byte_fallback", path);
+      break;
+    }
+  }
+  return model;
+}
+
+inline AddedToken parse_added_token(const JsonReader& r, const Json& j, const std::string& path,
+                                    uint32_t* json_id) {
+  r.object(j, path);
+  const auto sub = [&](std::string_view key) { return path + "." + std::string(key); };
+  *json_id = r.u32(r.required(j, "id", path), sub("id"));
+  AddedToken t;
+  t.content = r.string(r.required(j, "content", path), sub("content"));
+  t.single_word = r.boolean(r.required(j, "single_word", path), sub("single_word"));
+  t.lstrip = r.boolean(r.required(j, "lstrip", path), sub("lstrip"));
+  t.rstrip = r.boolean(r.required(j, "rstrip", path), sub("rstrip"));
+  t.normalized = r.boolean(r.required(j, "normalized", path), sub("normalized"));
+  t.special = r.boolean(r.required(j, "special", path), sub("special"));
+  return t;
+}
+
+}  // namespace detail
+
+/// Parses the text of a tokenizer.json; `source` names it in messages.
+inline TokenizerJson parse_tokenizer_json(std::string_view text, const std::string& source) {
+  using detail::Json;
+  Json root;
+  detail::StreamedModel streamed;
+  detail::TokenizerJsonSax sax(source, root, streamed);
+  if (!Json::sax_parse(text.begin(), text.end(), &sax)) {
+    if (!sax.error().empty()) throw Error(sax.error());
+    detail::fail(source, ": not valid JSON: ", sax.parse_error_message());
+  }
+  const detail::JsonReader r(source);
+  if (!root.is_object()) r.fail_expected("(top level)", "a tokenizer.json object", root);
+
+  if (const Json* version = detail::JsonReader::find(root, "version")) {
+    if (r.string(*version, "version") != "1.0") r.fail_expected("version", "\"1.0\"", *version);
+  }
+  TokenizerJson out;
+  out.source = source;
+  static const Json kNull;
+  const Json* normalizer_json = detail::JsonReader::find(root, "normalizer");
+  out.normalizer =
+      detail::parse_normalizer(r, normalizer_json ? *normalizer_json : kNull, "normalizer");
+  const Json* decoder_json = detail::JsonReader::find(root, "decoder");
+  out.decoder = detail::parse_decoder(r, decoder_json ? *decoder_json : kNull, "decoder");
+  const Json* model_json = detail::JsonReader::find(root, "model");
+  if (!model_json) r.fail_at("model", "missing (a tokenizer.json needs a model)");
+  const detail::ModelVocab model = detail::parse_model(r, *model_json, streamed);
+  out.model_type = model.type;
+  out.model_vocab_size = model.size;
+
+  // AddedVocabulary::add_tokens, as the deserialiser calls it once with every entry.
+  std::unordered_map<std::string, uint32_t> added_ids;         // content -> id
+  std::unordered_map<uint32_t, size_t> added_by_id;            // id -> index in out.added_tokens
+  std::unordered_map<uint32_t, std::string> normalized_cache;  // id -> normalised content
+  if (const Json* added = detail::JsonReader::find(root, "added_tokens")) {
+    r.array(*added, "added_tokens");
+    uint32_t next_id = static_cast<uint32_t>(model.size);
+    out.added_tokens.reserve(added->size());
+    for (size_t i = 0; i < added->size(); ++i) {
+      const std::string path = "added_tokens[" + std::to_string(i) + "]";
+      AddedTokenInfo info;
+      info.token = detail::parse_added_token(r, (*added)[i], path, &info.json_id);
+      const AddedToken& token = info.token;
+      if (token.content.empty()) {
+        out.added_tokens.push_back(std::move(info));
+        continue;
+      }
+      const auto known = added_ids.find(token.content);
+      if (known != added_ids.end()) {
+        const auto same = added_by_id.find(known->second);
+        if (same != added_by_id.end() && out.added_tokens[same->second].token == token) {
+          info.id = known->second;
+          out.added_tokens.push_back(std::move(info));
+          continue;
+        }
+      }
+      uint32_t id;
+      if (known != added_ids.end())
+        id = known->second;
+      else if (const auto model_id = model.find(token.content))
+        id = *model_id;
+      else
+        id = next_id++;
+      if (token.normalized && out.normalizer) {
+        std::string normalized;
+        try {
+          normalized = out.normalizer->normalize(token.content);
+        } catch (const Error& e) {
+          detail::fail(source, ": ", path, " (", Json(token.content).dump(),
+                       ") is a normalized added token, but: ", e.what());
+        }
+        if (normalized != token.content) normalized_cache[id] = std::move(normalized);
+      }
+      added_ids[token.content] = id;
+      info.id = id;
+      added_by_id[id] = out.added_tokens.size();
+      out.added_tokens.push_back(std::move(info));
+    }
+  }
+
+  int64_t overlapping = 0;
+  for (const auto& [content, id] : added_ids) overlapping += model.find(content).has_value();
+  const int64_t vocab_size = model.size + static_cast<int64_t>(added_ids.size()) - overlapping;
+  out.tokens.assign(static_cast<size_t>(vocab_size), std::nullopt);
+  for (const auto& [id, token] : model.id_tokens)
+    if (id < vocab_size) out.tokens[id] = std::string(token);
+  for (const auto& [id, index] : added_by_id) {
+    if (id >= vocab_size) continue;
+    const auto cached = normalized_cache.find(id);
+    out.tokens[id] =
+        cached != normalized_cache.end() ? cached->second : out.added_tokens[index].token.content;
+  }
+  return out;
+}
+
+/// Reads and parses a tokenizer.json file, plain or gzip-compressed (detected by content).
+inline TokenizerJson read_tokenizer_json(const std::string& path) {
+  return parse_tokenizer_json(detail::read_maybe_gzip(path), path);
+}
+
+}  // namespace engram

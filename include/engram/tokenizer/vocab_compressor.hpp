@@ -1,0 +1,299 @@
+// engram/tokenizer/vocab_compressor.hpp: the Engram vocabulary compression table (token id ->
+// compressed id), bit-exact with the official CompressedTokenizer as computed through Hugging Face
+// `tokenizers` 0.23.2 (the reference script is gen_lookup.js in the project's shared material).
+//
+// Semantics, for every id t in 0 .. n-1 (n = tokenizer vocab size with added tokens):
+//   text = decode([t])                       (HF Tokenizer::decode, no clean-up, specials kept)
+//   key  = raw token string of t             if text contains U+FFFD
+//        = compression_normalize(text)       otherwise, unless that is empty
+//        = text                              if it is empty
+//   lookup[t] = number of distinct keys seen before key's first appearance (ids in order)
+// All three kinds of key share one namespace: a raw token equal to another id's normalised text
+// gets that id. compressed_size() = number of distinct keys.
+// Example: DeepSeek-V3, 128,815 ids -> 98,627 compressed ids.
+//
+// Two entry points: compress_tokenizer_json(path) (or compress_tokenizer on a parsed
+// TokenizerJson), and compress_vocab(decoded_texts, raw_tokens) for callers who decode themselves.
+// `compress_vocab_reference` is the plain reference (spec-order normaliser, ordered map) that the
+// tests compare the fast path against.
+//
+// CompressionTable is saved as safetensors: one I64 tensor "lookup" of shape [n]. Loading accepts
+// I64 or I32 and validates it: every entry in [0, C) with C = max + 1, and every value of [0, C)
+// used. Guarantees: deterministic; a table is an immutable value once built (thread-safe reads).
+// VocabCompressor is single-threaded.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "engram/error.hpp"
+#include "engram/io/safetensors.hpp"
+#include "engram/io/tokenizer_json.hpp"
+#include "engram/tokenizer/normalizer.hpp"
+
+namespace engram {
+
+/// Token id -> compressed id, validated to be onto [0, compressed_size()).
+class CompressionTable {
+ public:
+  /// Name of the tensor in the safetensors file.
+  static constexpr std::string_view kTensorName = "lookup";
+
+  CompressionTable() = default;
+
+  /// Takes `lookup` and validates it (see the header); `source` names it in messages.
+  explicit CompressionTable(std::vector<int64_t> lookup,
+                            const std::string& source = "compression table")
+      : lookup_(std::move(lookup)) {
+    int64_t max = -1;
+    for (size_t i = 0; i < lookup_.size(); ++i) {
+      ENGRAM_CHECK(lookup_[i] >= 0, source, ": entry ", i, " is ", lookup_[i],
+                   ", expected a compressed id >= 0");
+      max = std::max(max, lookup_[i]);
+    }
+    ENGRAM_CHECK(max < static_cast<int64_t>(lookup_.size()), source, ": compressed id ", max,
+                 " is not below the number of entries ", lookup_.size());
+    compressed_size_ = max + 1;
+    std::vector<bool> used(static_cast<size_t>(compressed_size_), false);
+    for (int64_t v : lookup_) used[static_cast<size_t>(v)] = true;
+    for (int64_t v = 0; v < compressed_size_; ++v) {
+      ENGRAM_CHECK(used[static_cast<size_t>(v)], source, ": compressed id ", v,
+                   " is never used, expected every id in [0, ", compressed_size_, ") to be used");
+    }
+  }
+
+  const std::vector<int64_t>& lookup() const noexcept { return lookup_; }
+  /// Number of token ids (entries).
+  int64_t vocab_size() const noexcept { return static_cast<int64_t>(lookup_.size()); }
+  /// Number of distinct compressed ids, C.
+  int64_t compressed_size() const noexcept { return compressed_size_; }
+  /// Compressed id of `id`; `id` must be in [0, vocab_size()).
+  int64_t operator[](int64_t id) const noexcept { return lookup_[static_cast<size_t>(id)]; }
+  /// Compressed id of `id`, range-checked.
+  int64_t at(int64_t id) const {
+    ENGRAM_CHECK(id >= 0 && id < vocab_size(), "token id ", id,
+                 " is outside the compression table [0, ", vocab_size(), ")");
+    return (*this)[id];
+  }
+  bool operator==(const CompressionTable& other) const noexcept { return lookup_ == other.lookup_; }
+
+  /// Writes the table as safetensors (I64 "lookup" [n], metadata vocab_size/compressed_size).
+  void save(const std::string& path) const {
+    const TensorWrite tensors[] = {tensor_write<int64_t>(std::string(kTensorName), {vocab_size()},
+                                                         std::span<const int64_t>(lookup_))};
+    save_safetensors(path, tensors,
+                     {{"format", "engram compression table"},
+                      {"vocab_size", std::to_string(vocab_size())},
+                      {"compressed_size", std::to_string(compressed_size())}});
+  }
+
+  /// Reads and validates a table written by save() (or any 1-D I64/I32 "lookup" tensor).
+  static CompressionTable load(const std::string& path) {
+    const SafetensorsFile file(path);
+    const TensorView& tensor = file.at(kTensorName);
+    ENGRAM_CHECK(tensor.shape.size() == 1, path, ": tensor 'lookup' has shape ",
+                 shape_string(tensor.shape), ", expected one dimension [vocab_size]");
+    return CompressionTable(file.read_int64(kTensorName), path + ": tensor 'lookup'");
+  }
+
+ private:
+  std::vector<int64_t> lookup_;
+  int64_t compressed_size_ = 0;
+};
+
+namespace detail {
+
+inline bool contains_replacement_character(std::string_view text) noexcept {
+  return text.find(kReplacementCharacter) != std::string_view::npos;
+}
+
+/// Distinct keys numbered in order of first insertion: open addressing over one byte arena (the
+/// compressor looks up one key per token id; node-based maps spend most of the time in misses).
+class KeyTable {
+ public:
+  void reserve(size_t n) {
+    if (2 * n > slots_.size()) rehash(n);
+    ends_.reserve(n);
+  }
+  size_t size() const noexcept { return ends_.size(); }
+
+  /// The number of `key`, inserting it as the next number when new.
+  int64_t find_or_insert(std::string_view key) {
+    if (2 * (size() + 1) > slots_.size()) rehash(std::max<size_t>(16, 2 * size()));
+    const uint64_t h = hash(key);
+    const size_t mask = slots_.size() - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+      Slot& slot = slots_[i];
+      if (slot.index == kEmpty) {
+        slot = Slot{h, static_cast<uint32_t>(size())};
+        arena_.append(key);
+        ends_.push_back(arena_.size());
+        return slot.index;
+      }
+      if (slot.hash == h && key_at(slot.index) == key) return slot.index;
+    }
+  }
+
+ private:
+  static constexpr uint32_t kEmpty = std::numeric_limits<uint32_t>::max();
+  struct Slot {
+    uint64_t hash = 0;
+    uint32_t index = kEmpty;
+  };
+  static uint64_t hash(std::string_view s) noexcept {
+    const uint64_t h = std::hash<std::string_view>{}(s);
+    return h ^ (h >> 29);
+  }
+  std::string_view key_at(uint32_t index) const noexcept {
+    const size_t begin = index == 0 ? 0 : ends_[index - 1];
+    return std::string_view(arena_).substr(begin, ends_[index] - begin);
+  }
+  void rehash(size_t n) {
+    size_t capacity = 16;
+    while (capacity < 2 * n) capacity *= 2;
+    std::vector<Slot> slots(capacity);
+    for (const Slot& slot : slots_) {
+      if (slot.index == kEmpty) continue;
+      size_t i = slot.hash & (capacity - 1);
+      while (slots[i].index != kEmpty) i = (i + 1) & (capacity - 1);
+      slots[i] = slot;
+    }
+    slots_ = std::move(slots);
+  }
+
+  std::vector<Slot> slots_;
+  std::string arena_;         ///< the keys, back to back
+  std::vector<size_t> ends_;  ///< end offset of each key in arena_
+};
+
+}  // namespace detail
+
+/// Builds a table one token id at a time (ids 0, 1, 2, ... in the order of add()).
+class VocabCompressor {
+ public:
+  /// Adds the next id. `raw_token` is its token string (HF id_to_token); it is needed only when
+  /// `decoded_text` contains U+FFFD, and then missing it throws. Returns the compressed id.
+  int64_t add(std::string_view decoded_text,
+              std::optional<std::string_view> raw_token = std::nullopt) {
+    std::string_view key;
+    if (detail::contains_replacement_character(decoded_text)) {
+      ENGRAM_CHECK(
+          raw_token.has_value(), "decoded text of token id ", lookup_.size(),
+          " contains U+FFFD, so its raw token string is needed as the key, but none was given");
+      key = *raw_token;
+    } else {
+      ENGRAM_CHECK(detail::is_valid_utf8(decoded_text), "decoded text of token id ", lookup_.size(),
+                   " is not valid UTF-8");
+      key = normalizer_.normalize_valid_utf8(decoded_text);
+      if (key.empty()) key = decoded_text;
+    }
+    const int64_t id = keys_.find_or_insert(key);
+    lookup_.push_back(id);
+    return id;
+  }
+
+  /// Prepares for `n` ids (optional).
+  void reserve(size_t n) {
+    keys_.reserve(n);
+    lookup_.reserve(n);
+  }
+
+  /// Ids added so far.
+  int64_t vocab_size() const noexcept { return static_cast<int64_t>(lookup_.size()); }
+  /// Distinct keys so far.
+  int64_t compressed_size() const noexcept { return static_cast<int64_t>(keys_.size()); }
+  /// The table of the ids added so far.
+  CompressionTable table() const { return CompressionTable(lookup_); }
+
+ private:
+  CompressionNormalizer normalizer_;
+  detail::KeyTable keys_;
+  std::vector<int64_t> lookup_;
+};
+
+namespace detail {
+
+inline void check_raw_tokens(std::span<const std::string> decoded_texts,
+                             std::span<const std::string> raw_tokens) {
+  ENGRAM_CHECK(raw_tokens.empty() || raw_tokens.size() == decoded_texts.size(), "raw_tokens has ",
+               raw_tokens.size(), " entries, expected 0 or one per decoded text (",
+               decoded_texts.size(), ")");
+}
+
+}  // namespace detail
+
+/// The table of a vocabulary given as the decoded text of each id (and, optionally, each id's raw
+/// token string for the U+FFFD rule; pass {} when no text contains U+FFFD).
+inline CompressionTable compress_vocab(std::span<const std::string> decoded_texts,
+                                       std::span<const std::string> raw_tokens = {}) {
+  detail::check_raw_tokens(decoded_texts, raw_tokens);
+  VocabCompressor compressor;
+  compressor.reserve(decoded_texts.size());
+  for (size_t i = 0; i < decoded_texts.size(); ++i) {
+    compressor.add(decoded_texts[i], raw_tokens.empty()
+                                         ? std::nullopt
+                                         : std::optional<std::string_view>(raw_tokens[i]));
+  }
+  return compressor.table();
+}
+
+/// Reference implementation of compress_vocab: the specification, step by step.
+inline CompressionTable compress_vocab_reference(std::span<const std::string> decoded_texts,
+                                                 std::span<const std::string> raw_tokens = {}) {
+  detail::check_raw_tokens(decoded_texts, raw_tokens);
+  std::map<std::string, int64_t> key_to_id;
+  std::vector<int64_t> lookup;
+  for (size_t i = 0; i < decoded_texts.size(); ++i) {
+    const std::string& text = decoded_texts[i];
+    std::string key;
+    if (text.find("\xEF\xBF\xBD") != std::string::npos) {
+      ENGRAM_CHECK(
+          !raw_tokens.empty(), "decoded text of token id ", i,
+          " contains U+FFFD, so its raw token string is needed as the key, but none was given");
+      key = raw_tokens[i];
+    } else {
+      key = compression_normalize_reference(text);
+      if (key.empty()) key = text;
+    }
+    const auto [it, inserted] = key_to_id.emplace(key, static_cast<int64_t>(key_to_id.size()));
+    lookup.push_back(it->second);
+  }
+  return CompressionTable(std::move(lookup));
+}
+
+/// The decoded text of every id of `tokenizer` (HF decode([id]) for id in 0 .. vocab_size()-1).
+inline std::vector<std::string> decode_each_id(const TokenizerJson& tokenizer) {
+  std::vector<std::string> texts;
+  texts.reserve(static_cast<size_t>(tokenizer.vocab_size()));
+  for (int64_t id = 0; id < tokenizer.vocab_size(); ++id)
+    texts.push_back(tokenizer.decode({&id, 1}));
+  return texts;
+}
+
+/// The table of a parsed tokenizer.json.
+inline CompressionTable compress_tokenizer(const TokenizerJson& tokenizer) {
+  VocabCompressor compressor;
+  compressor.reserve(static_cast<size_t>(tokenizer.vocab_size()));
+  for (int64_t id = 0; id < tokenizer.vocab_size(); ++id) {
+    const auto& token = tokenizer.tokens[static_cast<size_t>(id)];
+    compressor.add(tokenizer.decode({&id, 1}),
+                   token ? std::optional<std::string_view>(*token) : std::nullopt);
+  }
+  return compressor.table();
+}
+
+/// The table of the tokenizer.json (plain or gzip) at `path`. This is what the CLI calls.
+inline CompressionTable compress_tokenizer_json(const std::string& path) {
+  return compress_tokenizer(read_tokenizer_json(path));
+}
+
+}  // namespace engram

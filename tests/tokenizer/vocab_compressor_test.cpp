@@ -1,0 +1,205 @@
+// Vocabulary compression against the tables Hugging Face tokenizers 0.23.2 produces
+// (gen_lookup.js): DeepSeek-V3 (every one of 128,815 entries), Llama 2 (SentencePiece-style,
+// byte fallback) and Claude (byte-level); fast path == reference; safetensors round trip and
+// validation; the user-strings entry point and its U+FFFD rule.
+#include "engram/tokenizer/vocab_compressor.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "engram/io/safetensors.hpp"
+#include "support/test_data.hpp"
+
+namespace engram {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string temp_path(const std::string& name) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("engram_vc_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  return (dir / name).string();
+}
+
+std::vector<int64_t> expected_lookup(const std::string& relative) {
+  const std::string path = test::data_path(relative);
+  if (relative.ends_with(".safetensors")) return CompressionTable::load(path).lookup();
+  return nlohmann::json::parse(detail::read_maybe_gzip(path))
+      .at("lookup")
+      .get<std::vector<int64_t>>();
+}
+
+struct VocabCase {
+  const char* name;
+  const char* tokenizer;
+  const char* expected;
+  int64_t vocab_size;
+  int64_t compressed_size;
+};
+
+void PrintTo(const VocabCase& c, std::ostream* os) { *os << c.name; }
+
+class HuggingFaceTable : public ::testing::TestWithParam<VocabCase> {};
+
+TEST_P(HuggingFaceTable, EveryEntryEqualsHuggingFace) {
+  const VocabCase& c = GetParam();
+  const CompressionTable table = compress_tokenizer_json(test::data_path(c.tokenizer));
+  const std::vector<int64_t> expected = expected_lookup(c.expected);
+  ASSERT_EQ(table.vocab_size(), c.vocab_size);
+  ASSERT_EQ(expected.size(), static_cast<size_t>(c.vocab_size));
+  EXPECT_EQ(table.compressed_size(), c.compressed_size);
+  int mismatches = 0;
+  for (size_t id = 0; id < expected.size() && mismatches < 10; ++id) {
+    if (table.lookup()[id] != expected[id]) {
+      ADD_FAILURE() << c.name << ": id " << id << " -> " << table.lookup()[id] << ", HF has "
+                    << expected[id];
+      ++mismatches;
+    }
+  }
+}
+
+TEST_P(HuggingFaceTable, FastPathEqualsReference) {
+  const VocabCase& c = GetParam();
+  const TokenizerJson tokenizer = read_tokenizer_json(test::data_path(c.tokenizer));
+  const std::vector<std::string> texts = decode_each_id(tokenizer);
+  std::vector<std::string> raw;
+  for (const auto& token : tokenizer.tokens) raw.push_back(token.value_or(""));
+  const CompressionTable fast = compress_vocab(texts, raw);
+  EXPECT_EQ(fast, compress_vocab_reference(texts, raw));
+  EXPECT_EQ(fast, compress_tokenizer(tokenizer));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Vocabularies, HuggingFaceTable,
+    ::testing::Values(VocabCase{"deepseek_v3", "tokenizer/deepseek_v3/tokenizer.json.gz",
+                                "tokenizer/deepseek_v3/lookup.safetensors", 128815, 98627},
+                      VocabCase{"llama2", "tokenizer/llama2/tokenizer.json.gz",
+                                "tokenizer/llama2/lookup.json.gz", 32000, 21064},
+                      VocabCase{"claude", "tokenizer/claude/tokenizer.json.gz",
+                                "tokenizer/claude/lookup.json.gz", 65000, 39035}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+TEST(VocabCompressor, DeepSeekSpotChecks) {
+  const TokenizerJson t =
+      read_tokenizer_json(test::data_path("tokenizer/deepseek_v3/tokenizer.json.gz"));
+  const CompressionTable table = compress_tokenizer(t);
+  // Find "Hello" and " hello": the same key "hello".
+  int64_t hello = -1, space_hello = -1;
+  for (int64_t id = 0; id < t.vocab_size(); ++id) {
+    if (t.tokens[id] == "Hello") hello = id;
+    if (t.tokens[id] == "\u0120hello") space_hello = id;
+  }
+  ASSERT_GE(hello, 0);
+  ASSERT_GE(space_hello, 0);
+  EXPECT_EQ(table[hello], table[space_hello]);
+  EXPECT_EQ(t.decode({&space_hello, 1}), " hello");
+}
+
+TEST(VocabCompressor, UserStringsFollowTheSameRules) {
+  const std::string fffd = "\xEF\xBF\xBD";
+  const std::vector<std::string> texts = {"Hello", " hello", "HELLO\n",     "",
+                                          " ",     "\t",     "x" + fffd,    "y" + fffd,
+                                          "tok",   "",       "caf\xC3\xA9", "cafe"};
+  const std::vector<std::string> raw = {"Hello", "Ġhello", "HELLO", "",  "Ġ", "ĉ",
+                                        "tok",   "raw",    "tok",   "e", "x", "y"};
+  const CompressionTable table = compress_vocab(texts, raw);
+  // keys: hello hello hello "" " " " " [raw tok] [raw raw] tok(=raw of id 6) "" cafe cafe
+  EXPECT_EQ(table.lookup(), (std::vector<int64_t>{0, 0, 0, 1, 2, 2, 3, 4, 3, 1, 5, 5}));
+  EXPECT_EQ(table.compressed_size(), 6);
+  EXPECT_EQ(compress_vocab_reference(texts, raw), table);
+
+  VocabCompressor incremental;
+  for (size_t i = 0; i < texts.size(); ++i) incremental.add(texts[i], raw[i]);
+  EXPECT_EQ(incremental.table(), table);
+  EXPECT_EQ(incremental.compressed_size(), 6);
+}
+
+TEST(VocabCompressor, ReplacementCharacterNeedsTheRawTokenAndTextMustBeUtf8) {
+  const std::vector<std::string> texts = {"a", "b\xEF\xBF\xBD"};
+  try {
+    compress_vocab(texts);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("decoded text of token id 1 contains U+FFFD"));
+  }
+  EXPECT_THROW(compress_vocab_reference(texts), Error);
+  const std::vector<std::string> one_raw = {"a"};
+  try {
+    compress_vocab(texts, one_raw);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(),
+                HasSubstr("raw_tokens has 1 entries, expected 0 or one per decoded text (2)"));
+  }
+  const std::vector<std::string> invalid = {"a", "b", "\xC3("};
+  try {
+    compress_vocab(invalid);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("decoded text of token id 2 is not valid UTF-8"));
+  }
+  const std::vector<std::string> no_fffd = {"A", "a", " "};
+  EXPECT_EQ(compress_vocab(no_fffd).lookup(), (std::vector<int64_t>{0, 0, 1}));
+  EXPECT_EQ(compress_vocab({}).vocab_size(), 0);
+}
+
+TEST(CompressionTable, SafetensorsRoundTrip) {
+  const CompressionTable table(std::vector<int64_t>{0, 1, 0, 2, 1, 3});
+  const std::string path = temp_path("table.safetensors");
+  table.save(path);
+  const CompressionTable loaded = CompressionTable::load(path);
+  EXPECT_EQ(loaded, table);
+  EXPECT_EQ(loaded.compressed_size(), 4);
+  const SafetensorsFile file(path);
+  EXPECT_EQ(file.at("lookup").dtype, DType::kI64);
+  EXPECT_EQ(file.at("lookup").shape, (std::vector<int64_t>{6}));
+  EXPECT_EQ(file.metadata().at("compressed_size"), "4");
+  EXPECT_EQ(file.metadata().at("vocab_size"), "6");
+  EXPECT_EQ(table.at(3), 2);
+  EXPECT_THROW(table.at(6), Error);
+  EXPECT_THROW(table.at(-1), Error);
+}
+
+std::string load_error(const std::vector<TensorWrite>& tensors, const std::string& name) {
+  const std::string path = temp_path(name);
+  save_safetensors(path, tensors);
+  try {
+    CompressionTable::load(path);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(CompressionTable, LoadValidates) {
+  const std::vector<int64_t> gap = {0, 2, 1, 3, 5, 5};
+  EXPECT_THAT(load_error({tensor_write<int64_t>("lookup", {6}, gap)}, "gap.safetensors"),
+              HasSubstr("gap.safetensors: tensor 'lookup': compressed id 4 is never used"));
+  const std::vector<int64_t> negative = {0, -1};
+  EXPECT_THAT(load_error({tensor_write<int64_t>("lookup", {2}, negative)}, "neg.safetensors"),
+              HasSubstr("tensor 'lookup': entry 1 is -1, expected a compressed id >= 0"));
+  const std::vector<int64_t> too_big = {0, 7};
+  EXPECT_THAT(load_error({tensor_write<int64_t>("lookup", {2}, too_big)}, "big.safetensors"),
+              HasSubstr("compressed id 7 is not below the number of entries 2"));
+  const std::vector<int64_t> square = {0, 1, 2, 3};
+  EXPECT_THAT(load_error({tensor_write<int64_t>("lookup", {2, 2}, square)}, "2d.safetensors"),
+              HasSubstr("tensor 'lookup' has shape [2, 2], expected one dimension"));
+  const std::vector<float> floats = {0.0f};
+  EXPECT_THAT(load_error({tensor_write<float>("lookup", {1}, floats)}, "f32.safetensors"),
+              HasSubstr("has dtype F32, expected I64 or I32"));
+  EXPECT_THAT(load_error({tensor_write<int64_t>("other", {2}, negative)}, "missing.safetensors"),
+              HasSubstr("missing tensor 'lookup'"));
+  const std::vector<int32_t> narrow = {0, 1, 1, 0};
+  const std::string path = temp_path("i32.safetensors");
+  save_safetensors(path, std::vector<TensorWrite>{tensor_write<int32_t>("lookup", {4}, narrow)});
+  EXPECT_EQ(CompressionTable::load(path).lookup(), (std::vector<int64_t>{0, 1, 1, 0}));
+}
+
+}  // namespace
+}  // namespace engram
