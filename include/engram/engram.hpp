@@ -9,3 +9,4 @@
 #include "engram/error.hpp"
 #include "engram/io/config.hpp"
 #include "engram/io/safetensors.hpp"
+#include "engram/hashing/ngram_hasher.hpp"

@@ -1,0 +1,610 @@
+// engram/hashing/ngram_hasher.hpp: multi-head N-gram hashing of token ids into Engram table rows.
+//
+// For the Engram layer `layer_id` (one of config.layer_ids) with N = max_ngram_size and
+// H = n_head_per_ngram, NgramHasherT maps token ids [B, T] to row ids [B, T, (N - 1) * H]:
+//
+//   x[t]      = live[t] ? lookup[ids[t]] : pad       pad = lookup[pad_id]; x[t] = pad for t < 0
+//   column c  = (n - 2) * H + head                   orders outer (n = 2..N), heads inner
+//   out[t][c] = Policy row of the n-gram x[t-n+1..t] for that head, in [0, primes[c])
+//
+// Row ids carry no table offsets (add the cumulative sum of primes() to index one fused table).
+// The default policy, NumpyMultiplyXor, is bit-exact with DeepSeek's reference (engram_ref.py,
+// HashMapping):
+//
+//   m[0..N-1] = np.random.default_rng(seed + 10007 * layer_id)
+//                 .integers(0, (INT64_MAX // C) // 2, size=N, dtype=int64) * 2 + 1
+//   mix_n[t]  = x[t]*m[0] XOR x[t-1]*m[1] XOR ... XOR x[t-n+1]*m[n-1]   (int64, wrapping)
+//   out[t][c] = mix_n[t] mod primes[c]                                   (floor modulo, >= 0)
+//
+// with C = max(lookup) + 1 and primes from engram_layer_primes (primes.hpp). Another policy
+// (Xxh3Hash, xxh3_policy.hpp) plugs in through the NgramHashPolicy concept.
+//
+// Dead tokens: with a `live` mask [B, T] (nonzero = live), a dead token's compressed id is replaced
+// by the compressed pad id, at its own position and in the lookback of every later position (and in
+// the streaming state). Dead tokens' ids are never read, so any value (e.g. -100) is allowed there.
+// Because pad = lookup[pad_id], masking a token equals replacing its id by pad_id.
+//
+// Streaming: hash_chunk continues each sequence from an NgramHashState (hash_state.hpp) and
+// advances it, so hashing in chunks of any size equals hashing whole sequences; hash() starts from
+// fresh states. Errors (engram::Error, thrown before anything is written): a live id outside [0,
+// lookup.size()) names (batch, position) and the value; wrong span sizes; states of the wrong size
+// or holding values outside [0, C); invalid configs (max_ngram_size < 2, C so large that the
+// multiplier bound (INT64_MAX // C) // 2 is below 1, layer_id not in layer_ids, negative lookup
+// entries, pad_id outside the table).
+//
+// Kernels: hash_chunk_reference is the plain scalar spec (window gathered per position, `%`);
+// hash/hash_chunk compress blocks of 256 ids and call the policy's fast kernel (for the default
+// policy: AVX-512 with 8 heads per vector when compiled with AVX512DQ, specialised for N <= 5 and
+// H <= 16, else a portable division-free scalar loop). The tests hold all of them equal.
+//
+// Ownership and threads: the hasher keeps a non-owning view of `lookup`, which must outlive it;
+// everything else is copied at construction. All const member functions are thread-safe.
+// Example:
+//
+//   engram::NgramHasher hasher(config, lookup, /*layer_id=*/15);
+//   std::vector<int64_t> rows(B * T * hasher.num_columns());
+//   hasher.hash(ids, B, T, rows);                     // ids: int64 or int32, [B, T]
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <concepts>
+#include <cstdint>
+#include <limits>
+#include <ranges>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+#include "engram/error.hpp"
+#include "engram/hashing/fast_mod.hpp"
+#include "engram/hashing/hash_state.hpp"
+#include "engram/hashing/numpy_random.hpp"
+#include "engram/hashing/primes.hpp"
+#include "engram/io/config.hpp"
+
+namespace engram {
+
+/// What a hash policy is constructed from (all views are valid during construction only).
+struct NgramHashContext {
+  const EngramConfig& config;
+  int64_t layer_id;
+  int64_t compressed_vocab_size;    ///< C = max(lookup) + 1
+  std::span<const int64_t> primes;  ///< one table size per column, (N - 1) * H
+};
+
+/// A policy names itself (for benchmarks and messages).
+template <class P>
+concept NgramHashPolicyNamed = requires {
+  { P::kName } -> std::convertible_to<std::string_view>;
+};
+
+/// A policy is configured once per layer, from an NgramHashContext, and is copyable.
+template <class P>
+concept NgramHashPolicyConfigurable =
+    std::copy_constructible<P> && std::constructible_from<P, const NgramHashContext&>;
+
+/// The kernels: for `count` positions, `x` points at the compressed id of the first one, with the
+/// N - 1 ids before it readable at x[-1] .. x[-(N-1)]; `out` receives count * (N - 1) * H row ids,
+/// position-major. hash_rows is the fast path, hash_rows_reference the plain scalar spec; both are
+/// noexcept (inputs were validated) and must agree exactly.
+// clang-format off
+template <class P>
+concept NgramHashPolicyKernels =
+    requires(const P& policy, const int64_t* x, int64_t count, int64_t* out) {
+      { policy.hash_rows(x, count, out) } noexcept;
+      { policy.hash_rows_reference(x, count, out) } noexcept;
+    };
+// clang-format on
+
+/// A hash policy for NgramHasherT.
+template <class P>
+concept NgramHashPolicy =
+    NgramHashPolicyNamed<P> && NgramHashPolicyConfigurable<P> && NgramHashPolicyKernels<P>;
+
+/// Token id element types accepted by the hasher (int64 and int32 in practice).
+template <class T>
+concept NgramTokenId = std::integral<T> && !std::same_as<std::remove_cv_t<T>, bool>;
+
+/// A contiguous sized range of token ids (std::vector, std::span, std::array, ...).
+template <class R>
+concept NgramTokenIdRange = std::ranges::contiguous_range<const R&> &&
+    std::ranges::sized_range<const R&> && NgramTokenId<std::ranges::range_value_t<const R&>>;
+
+/// Reference multipliers of a layer: default_rng(seed + 10007 * layer_id).integers(0,
+/// (INT64_MAX // C) // 2, size=N, dtype=int64) * 2 + 1. Throws when the bound is below 1 or the
+/// NumPy seed would be negative or overflow.
+inline std::vector<int64_t> engram_multipliers(const EngramConfig& config, int64_t layer_id,
+                                               int64_t compressed_vocab_size) {
+  ENGRAM_CHECK(config.max_ngram_size >= 2 && config.max_ngram_size <= 64,
+               "engram_multipliers: field 'max_ngram_size' must be in [2, 64], found ",
+               config.max_ngram_size);
+  ENGRAM_CHECK(compressed_vocab_size >= 1,
+               "engram_multipliers: compressed vocabulary size must be positive, found ",
+               compressed_vocab_size);
+  const int64_t bound = std::numeric_limits<int64_t>::max() / compressed_vocab_size / 2;
+  ENGRAM_CHECK(bound >= 1,
+               "engram_multipliers: compressed vocabulary size C = ", compressed_vocab_size,
+               " is too large: the multiplier bound (INT64_MAX // C) // 2 is below 1");
+  int64_t seed = 0;
+  ENGRAM_CHECK(!__builtin_mul_overflow(layer_id, int64_t{10007}, &seed) &&
+                   !__builtin_add_overflow(seed, config.seed, &seed) && seed >= 0,
+               "engram_multipliers: seed + 10007 * layer_id (seed ", config.seed, ", layer ",
+               layer_id, ") must be a non-negative 64-bit integer (a NumPy seed)");
+  numpy_random::Generator rng = numpy_random::default_rng(static_cast<uint64_t>(seed));
+  std::vector<int64_t> multipliers =
+      rng.integers(0, bound, static_cast<size_t>(config.max_ngram_size));
+  for (int64_t& m : multipliers) m = m * 2 + 1;  // < INT64_MAX: m < bound <= INT64_MAX / 2
+  return multipliers;
+}
+
+/// The reference hash: per-layer odd multipliers, multiply-XOR over the n-gram, floor modulo by
+/// each head's prime. Bit-exact with engram_ref.py / the official demo (checkpoint-compatible).
+class NumpyMultiplyXor {
+ public:
+  static constexpr std::string_view kName = "numpy_multiply_xor";
+
+  explicit NumpyMultiplyXor(const NgramHashContext& context)
+      : max_ngram_size_(context.config.max_ngram_size),
+        heads_(context.config.n_head_per_ngram),
+        lane_heads_((heads_ + kLanes - 1) / kLanes * kLanes),
+        multipliers_(
+            engram_multipliers(context.config, context.layer_id, context.compressed_vocab_size)),
+        primes_(context.primes.begin(), context.primes.end()) {
+    ENGRAM_CHECK(static_cast<int64_t>(primes_.size()) == (max_ngram_size_ - 1) * heads_,
+                 "NumpyMultiplyXor: expected ", (max_ngram_size_ - 1) * heads_, " primes, found ",
+                 primes_.size());
+    mods_.reserve(primes_.size());
+    for (int64_t p : primes_) mods_.emplace_back(static_cast<uint64_t>(p));
+    // Per-order lanes padded to a multiple of 8 heads (padding repeats the order's first head).
+    const size_t lanes = static_cast<size_t>((max_ngram_size_ - 1) * lane_heads_);
+    lane_divisor_.resize(lanes);
+    lane_magic_.resize(lanes);
+    lane_adjust_.resize(lanes);
+    for (int64_t order = 0; order < max_ngram_size_ - 1; ++order)
+      for (int64_t lane = 0; lane < lane_heads_; ++lane) {
+        const FastMod& m = mods_[static_cast<size_t>(order * heads_ + (lane < heads_ ? lane : 0))];
+        const size_t i = static_cast<size_t>(order * lane_heads_ + lane);
+        lane_divisor_[i] = m.divisor();
+        lane_magic_[i] = m.magic();
+        lane_adjust_[i] = m.negative_adjust();
+      }
+  }
+
+  /// The N odd multipliers of this layer (m[k] multiplies the id k positions back).
+  std::span<const int64_t> multipliers() const noexcept { return multipliers_; }
+
+  /// Fast path: AVX-512 when compiled with AVX512DQ, else hash_rows_scalar.
+  void hash_rows(const int64_t* x, int64_t count, int64_t* out) const noexcept {
+#if ENGRAM_HASHING_HAVE_AVX512
+    hash_rows_avx512(x, count, out);
+#else
+    hash_rows_scalar(x, count, out);
+#endif
+  }
+
+  /// Portable fast path: division-free FastMod, one position at a time.
+  void hash_rows_scalar(const int64_t* x, int64_t count, int64_t* out) const noexcept {
+    const int64_t columns = (max_ngram_size_ - 1) * heads_;
+    const FastMod* mods = mods_.data();
+    const int64_t* m = multipliers_.data();
+    for (int64_t t = 0; t < count; ++t) {
+      const int64_t* xt = x + t;
+      int64_t* row = out + t * columns;
+      uint64_t mix = static_cast<uint64_t>(xt[0]) * static_cast<uint64_t>(m[0]);
+      for (int64_t k = 1; k < max_ngram_size_; ++k) {
+        mix ^= static_cast<uint64_t>(xt[-k]) * static_cast<uint64_t>(m[k]);
+        const int64_t base = (k - 1) * heads_;
+        for (int64_t h = 0; h < heads_; ++h)
+          row[base + h] = mods[base + h].floor_mod(static_cast<int64_t>(mix));
+      }
+    }
+  }
+
+#if ENGRAM_HASHING_HAVE_AVX512
+  /// AVX-512 path: the heads of one order in 8-lane vectors (the mix is broadcast, one divisor
+  /// per lane; a tail of fewer than 8 heads uses a masked store). Shapes with N <= 5 and H <= 16
+  /// run a kernel specialised on (N - 1, ceil(H / 8)) that keeps the divisor constants in
+  /// registers; the others run hash_rows_avx512_generic.
+  void hash_rows_avx512(const int64_t* x, int64_t count, int64_t* out) const noexcept {
+    const int64_t orders = max_ngram_size_ - 1, chunks = lane_heads_ / kLanes;
+    if (chunks == 1) {
+      switch (orders) {
+        case 1:
+          return hash_rows_avx512_fixed<1, 1>(x, count, out);
+        case 2:
+          return hash_rows_avx512_fixed<2, 1>(x, count, out);
+        case 3:
+          return hash_rows_avx512_fixed<3, 1>(x, count, out);
+        case 4:
+          return hash_rows_avx512_fixed<4, 1>(x, count, out);
+        default:
+          break;
+      }
+    } else if (chunks == 2) {
+      switch (orders) {
+        case 1:
+          return hash_rows_avx512_fixed<1, 2>(x, count, out);
+        case 2:
+          return hash_rows_avx512_fixed<2, 2>(x, count, out);
+        case 3:
+          return hash_rows_avx512_fixed<3, 2>(x, count, out);
+        case 4:
+          return hash_rows_avx512_fixed<4, 2>(x, count, out);
+        default:
+          break;
+      }
+    }
+    hash_rows_avx512_generic(x, count, out);
+  }
+
+  /// AVX-512 path for any shape (constants loaded per chunk).
+  void hash_rows_avx512_generic(const int64_t* x, int64_t count, int64_t* out) const noexcept {
+    const int64_t columns = (max_ngram_size_ - 1) * heads_;
+    const int64_t* m = multipliers_.data();
+    const int64_t chunks = lane_heads_ / kLanes;
+    const __mmask8 tail = tail_mask();
+    for (int64_t t = 0; t < count; ++t) {
+      const int64_t* xt = x + t;
+      int64_t* row = out + t * columns;
+      uint64_t mix = static_cast<uint64_t>(xt[0]) * static_cast<uint64_t>(m[0]);
+      for (int64_t k = 1; k < max_ngram_size_; ++k) {
+        mix ^= static_cast<uint64_t>(xt[-k]) * static_cast<uint64_t>(m[k]);
+        const int64_t lane_base = (k - 1) * lane_heads_;
+        int64_t* dst = row + (k - 1) * heads_;
+        for (int64_t c = 0; c < chunks; ++c) {
+          const size_t i = static_cast<size_t>(lane_base + c * kLanes);
+          const detail::FastMod8 mod =
+              detail::load_fast_mod8(&lane_divisor_[i], &lane_magic_[i], &lane_adjust_[i]);
+          const __m512i r = reinterpret_cast<__m512i>(
+              detail::floor_mod_broadcast_avx512(static_cast<int64_t>(mix), mod));
+          _mm512_mask_storeu_epi64(dst + c * kLanes, c + 1 < chunks ? __mmask8{0xFF} : tail, r);
+        }
+      }
+    }
+  }
+#endif
+
+  /// The spec: int64 wrapping multiply-XOR and `%` floor modulo, straight from the reference.
+  void hash_rows_reference(const int64_t* x, int64_t count, int64_t* out) const noexcept {
+    const int64_t columns = (max_ngram_size_ - 1) * heads_;
+    for (int64_t t = 0; t < count; ++t) {
+      for (int64_t n = 2; n <= max_ngram_size_; ++n) {
+        uint64_t mix = 0;  // unsigned: int64 multiply wraps like NumPy's
+        for (int64_t k = 0; k < n; ++k)
+          mix ^= static_cast<uint64_t>(x[t - k]) * static_cast<uint64_t>(multipliers_[k]);
+        for (int64_t h = 0; h < heads_; ++h) {
+          const int64_t c = (n - 2) * heads_ + h;
+          out[t * columns + c] =
+              floor_mod_reference(static_cast<int64_t>(mix), primes_[static_cast<size_t>(c)]);
+        }
+      }
+    }
+  }
+
+ private:
+  static constexpr int64_t kLanes = 8;
+
+#if ENGRAM_HASHING_HAVE_AVX512
+  /// Store mask of the last 8-head chunk of an order.
+  __mmask8 tail_mask() const noexcept {
+    const int64_t rest = heads_ - (lane_heads_ - kLanes);  // heads in the last chunk, 1..8
+    return static_cast<__mmask8>((1u << static_cast<unsigned>(rest)) - 1u);
+  }
+
+  template <int kOrders, int kChunks>
+  void hash_rows_avx512_fixed(const int64_t* x, int64_t count, int64_t* out) const noexcept {
+    detail::FastMod8 mods[kOrders][kChunks];  // local: stores to `out` cannot clobber them
+    uint64_t m[kOrders + 1];
+    for (int k = 0; k < kOrders; ++k)
+      for (int c = 0; c < kChunks; ++c) {
+        const size_t i = static_cast<size_t>(k * lane_heads_ + c * kLanes);
+        mods[k][c] = detail::load_fast_mod8(&lane_divisor_[i], &lane_magic_[i], &lane_adjust_[i]);
+      }
+    for (int k = 0; k <= kOrders; ++k)
+      m[k] = static_cast<uint64_t>(multipliers_[static_cast<size_t>(k)]);
+    const int64_t heads = heads_, columns = kOrders * heads;
+    const __mmask8 tail = tail_mask();
+    for (int64_t t = 0; t < count; ++t) {
+      int64_t* row = out + t * columns;
+      uint64_t mix = static_cast<uint64_t>(x[t]) * m[0];
+#pragma GCC unroll 4
+      for (int k = 1; k <= kOrders; ++k) {
+        mix ^= static_cast<uint64_t>(x[t - k]) * m[k];
+#pragma GCC unroll 2
+        for (int c = 0; c < kChunks; ++c) {
+          const __m512i r = reinterpret_cast<__m512i>(
+              detail::floor_mod_broadcast_avx512(static_cast<int64_t>(mix), mods[k - 1][c]));
+          int64_t* dst = row + (k - 1) * heads + c * kLanes;
+          if (c + 1 < kChunks)
+            _mm512_storeu_si512(dst, r);
+          else
+            _mm512_mask_storeu_epi64(dst, tail, r);
+        }
+      }
+    }
+  }
+#endif
+
+  int64_t max_ngram_size_;
+  int64_t heads_;
+  int64_t lane_heads_;  ///< heads rounded up to a multiple of kLanes
+  std::vector<int64_t> multipliers_;
+  std::vector<int64_t> primes_;
+  std::vector<FastMod> mods_;                                      ///< per column
+  std::vector<uint64_t> lane_divisor_, lane_magic_, lane_adjust_;  ///< [(N - 1) * lane_heads]
+};
+
+static_assert(NgramHashPolicy<NumpyMultiplyXor>);
+
+/// Multi-head N-gram hasher of one Engram layer.
+/// @tparam Policy how an n-gram becomes a row id (NumpyMultiplyXor: the reference; Xxh3Hash).
+template <NgramHashPolicy Policy = NumpyMultiplyXor>
+class NgramHasherT {
+ public:
+  using policy_type = Policy;
+
+  /// Longest history a state can hold: max_ngram_size is at most 64.
+  static constexpr int64_t kMaxLookback = 63;
+
+  /// @param config   the model's Engram config (hashing fields: engram_vocab_size, max_ngram_size,
+  ///                 n_head_per_ngram, layer_ids, pad_id, seed)
+  /// @param lookup   compression table, tokenizer id -> compressed id (>= 0); must outlive the
+  /// hasher
+  /// @param layer_id the transformer layer, one of config.layer_ids
+  NgramHasherT(const EngramConfig& config, std::span<const int64_t> lookup, int64_t layer_id)
+      : lookup_(validated(config, lookup, layer_id)),
+        layer_id_(layer_id),
+        max_ngram_size_(config.max_ngram_size),
+        heads_(config.n_head_per_ngram),
+        columns_(config.num_columns()),
+        compressed_vocab_size_(checked_compressed_vocab_size(lookup)),
+        pad_compressed_id_(lookup[static_cast<size_t>(config.pad_id)]),
+        primes_(engram_layer_primes(config, layer_id)),
+        policy_(NgramHashContext{config, layer_id, compressed_vocab_size_, primes_}) {}
+
+  int64_t layer_id() const noexcept { return layer_id_; }
+  int64_t max_ngram_size() const noexcept { return max_ngram_size_; }
+  int64_t heads_per_ngram() const noexcept { return heads_; }
+  /// Row ids per token: (N - 1) * H.
+  int64_t num_columns() const noexcept { return columns_; }
+  /// Ids accepted: [0, lookup_size()).
+  int64_t lookup_size() const noexcept { return static_cast<int64_t>(lookup_.size()); }
+  /// C = max(lookup) + 1.
+  int64_t compressed_vocab_size() const noexcept { return compressed_vocab_size_; }
+  /// lookup[pad_id]: the id before the sequence start and of dead tokens.
+  int64_t pad_compressed_id() const noexcept { return pad_compressed_id_; }
+  /// Table size of each column, (N - 1) * H; row ids of column c are in [0, primes()[c]).
+  std::span<const int64_t> primes() const noexcept { return primes_; }
+  const Policy& policy() const noexcept { return policy_; }
+
+  /// The layer's multipliers (policies that have them, e.g. NumpyMultiplyXor).
+  std::span<const int64_t> multipliers() const noexcept requires requires(const Policy& p) {
+    { p.multipliers() } -> std::convertible_to<std::span<const int64_t>>;
+  }
+  { return policy_.multipliers(); }
+
+  /// The state of a sequence that has seen nothing yet: N - 1 compressed pad ids.
+  NgramHashState initial_state() const {
+    return NgramHashState(
+        std::vector<int64_t>(static_cast<size_t>(max_ngram_size_ - 1), pad_compressed_id_));
+  }
+
+  /// The state after the tokens `preceding` (only the last N - 1 matter; fewer are padded), e.g.
+  /// the end of a cached prefix. `live` (empty = all live) marks dead tokens as in hash().
+  template <NgramTokenIdRange Ids>
+  NgramHashState state_after(const Ids& preceding, std::span<const uint8_t> live = {}) const {
+    const auto ids = as_span(preceding);
+    const int64_t count = static_cast<int64_t>(ids.size());
+    ENGRAM_CHECK(live.empty() || static_cast<int64_t>(live.size()) == count,
+                 "NgramHasher::state_after: live mask has ", live.size(), " entries, expected ",
+                 count);
+    check_ids(ids, live, 1, count, "NgramHasher::state_after");
+    NgramHashState state = initial_state();
+    std::span<int64_t> history = state.mutable_history();
+    const int64_t lookback = max_ngram_size_ - 1;
+    for (int64_t t = std::max<int64_t>(0, count - lookback); t < count; ++t)
+      history[static_cast<size_t>(lookback - (count - t))] = compress(ids, live, t);
+    return state;
+  }
+
+  /// Hashes whole sequences: ids [B, T] -> out [B, T, num_columns()]; `live` [B, T] or empty.
+  template <NgramTokenIdRange Ids>
+  void hash(const Ids& ids, int64_t batch, int64_t seqlen, std::span<int64_t> out,
+            std::span<const uint8_t> live = {}) const {
+    run(as_span(ids), batch, seqlen, out, {}, live, false, "NgramHasher::hash");
+  }
+
+  /// Hashes the next chunk of B sequences: ids [B, T] continue states[b]; out [B, T,
+  /// num_columns()]; states advance by T tokens. Chunked == whole for any chunk sizes (T may be 0).
+  template <NgramTokenIdRange Ids>
+  void hash_chunk(const Ids& ids, int64_t batch, int64_t seqlen, std::span<int64_t> out,
+                  std::span<NgramHashState> states, std::span<const uint8_t> live = {}) const {
+    ENGRAM_CHECK(static_cast<int64_t>(states.size()) == batch,
+                 "NgramHasher::hash_chunk: ", states.size(), " states for a batch of ", batch,
+                 " sequences");
+    run(as_span(ids), batch, seqlen, out, states, live, false, "NgramHasher::hash_chunk");
+  }
+
+  /// The plain scalar spec of hash_chunk: gathers each position's n-gram window one by one and
+  /// calls the policy's reference kernel. Same contract and results; slow.
+  template <NgramTokenIdRange Ids>
+  void hash_chunk_reference(const Ids& ids, int64_t batch, int64_t seqlen, std::span<int64_t> out,
+                            std::span<NgramHashState> states,
+                            std::span<const uint8_t> live = {}) const {
+    ENGRAM_CHECK(static_cast<int64_t>(states.size()) == batch,
+                 "NgramHasher::hash_chunk_reference: ", states.size(), " states for a batch of ",
+                 batch, " sequences");
+    run(as_span(ids), batch, seqlen, out, states, live, true, "NgramHasher::hash_chunk_reference");
+  }
+
+ private:
+  static constexpr int64_t kBlock = 256;  ///< positions per kernel call (window on the stack)
+
+  template <NgramTokenIdRange Ids>
+  static auto as_span(const Ids& ids) noexcept {
+    using Id = std::remove_cv_t<std::ranges::range_value_t<const Ids&>>;
+    return std::span<const Id>(std::ranges::data(ids), std::ranges::size(ids));
+  }
+
+  static int64_t checked_compressed_vocab_size(std::span<const int64_t> lookup) {
+    ENGRAM_CHECK(!lookup.empty(), "NgramHasher: the compression table (lookup) is empty");
+    int64_t max_value = 0;
+    for (size_t i = 0; i < lookup.size(); ++i) {
+      ENGRAM_CHECK(lookup[i] >= 0, "NgramHasher: compression table entry lookup[", i,
+                   "] = ", lookup[i], " is negative");
+      max_value = std::max(max_value, lookup[i]);
+    }
+    ENGRAM_CHECK(max_value < std::numeric_limits<int64_t>::max(),
+                 "NgramHasher: compression table holds INT64_MAX; C = max(lookup) + 1 overflows");
+    return max_value + 1;
+  }
+
+  /// Checks everything the hasher depends on before any member is computed from it.
+  static std::span<const int64_t> validated(const EngramConfig& config,
+                                            std::span<const int64_t> lookup, int64_t layer_id) {
+    detail::check_hashing_config(config, "NgramHasher");
+    config.require_layer(layer_id, "NgramHasher");
+    ENGRAM_CHECK(config.pad_id >= 0 && config.pad_id < static_cast<int64_t>(lookup.size()),
+                 "NgramHasher: field 'pad_id' (", config.pad_id,
+                 ") is outside the compression table [0, ", lookup.size(), ")");
+    return lookup;
+  }
+
+  template <class Id>
+  int64_t compress(std::span<const Id> ids, std::span<const uint8_t> live,
+                   int64_t i) const noexcept {
+    if (!live.empty() && live[static_cast<size_t>(i)] == 0) return pad_compressed_id_;
+    return lookup_[static_cast<size_t>(ids[static_cast<size_t>(i)])];
+  }
+
+  template <class Id>
+  void check_ids(std::span<const Id> ids, std::span<const uint8_t> live, int64_t batch,
+                 int64_t seqlen, const char* where) const {
+    const uint64_t size = lookup_.size();
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t t = 0; t < seqlen; ++t) {
+        const size_t i = static_cast<size_t>(b * seqlen + t);
+        if (!live.empty() && live[i] == 0) continue;
+        const Id id = ids[i];
+        bool ok = static_cast<uint64_t>(id) < size;
+        if constexpr (std::is_signed_v<Id>) ok = ok && id >= 0;
+        ENGRAM_CHECK(ok, where, ": token id ", static_cast<int64_t>(id), " at (batch ", b,
+                     ", position ", t, ") is outside the compression table [0, ", size, ")");
+      }
+  }
+
+  void check_state(const NgramHashState& state, int64_t b, const char* where) const {
+    const auto history = state.history();
+    ENGRAM_CHECK(static_cast<int64_t>(history.size()) == max_ngram_size_ - 1, where,
+                 ": state of sequence ", b, " holds ", history.size(),
+                 " ids, expected max_ngram_size - 1 = ", max_ngram_size_ - 1,
+                 " (make states with initial_state() or state_after())");
+    for (int64_t v : history)
+      ENGRAM_CHECK(v >= 0 && v < compressed_vocab_size_, where, ": state of sequence ", b,
+                   " holds compressed id ", v, ", outside [0, ", compressed_vocab_size_, ")");
+  }
+
+  template <class Id>
+  void run(std::span<const Id> ids, int64_t batch, int64_t seqlen, std::span<int64_t> out,
+           std::span<NgramHashState> states, std::span<const uint8_t> live, bool reference,
+           const char* where) const {
+    ENGRAM_CHECK(batch >= 0 && seqlen >= 0, where, ": batch (", batch, ") and seqlen (", seqlen,
+                 ") must be non-negative");
+    int64_t tokens = 0, outputs = 0;
+    ENGRAM_CHECK(!__builtin_mul_overflow(batch, seqlen, &tokens) &&
+                     !__builtin_mul_overflow(tokens, columns_, &outputs),
+                 where, ": batch x seqlen x columns overflows");
+    ENGRAM_CHECK(static_cast<int64_t>(ids.size()) == tokens, where, ": ids has ", ids.size(),
+                 " elements, expected batch x seqlen = ", batch, " x ", seqlen, " = ", tokens);
+    ENGRAM_CHECK(static_cast<int64_t>(out.size()) == outputs, where, ": out has ", out.size(),
+                 " elements, expected batch x seqlen x num_columns = ", batch, " x ", seqlen, " x ",
+                 columns_, " = ", outputs);
+    ENGRAM_CHECK(live.empty() || static_cast<int64_t>(live.size()) == tokens, where,
+                 ": live mask has ", live.size(), " entries, expected batch x seqlen = ", tokens);
+    for (size_t b = 0; b < states.size(); ++b)
+      check_state(states[b], static_cast<int64_t>(b), where);
+    check_ids(ids, live, batch, seqlen, where);
+
+    const int64_t lookback = max_ngram_size_ - 1;
+    std::array<int64_t, kMaxLookback> fresh;
+    for (int64_t b = 0; b < batch; ++b) {
+      int64_t* history =
+          states.empty() ? fresh.data() : states[static_cast<size_t>(b)].mutable_history().data();
+      if (states.empty()) std::fill_n(fresh.begin(), lookback, pad_compressed_id_);
+      const auto row_ids =
+          ids.subspan(static_cast<size_t>(b * seqlen), static_cast<size_t>(seqlen));
+      const auto row_live =
+          live.empty() ? live
+                       : live.subspan(static_cast<size_t>(b * seqlen), static_cast<size_t>(seqlen));
+      int64_t* row_out = out.data() + b * seqlen * columns_;
+      if (reference)
+        sequence_reference(row_ids, row_live, seqlen, row_out, history);
+      else
+        sequence_fast(row_ids, row_live, seqlen, row_out, history);
+    }
+  }
+
+  /// Compresses blocks of kBlock ids into a window that keeps the last N - 1 ids in front.
+  template <class Id>
+  void sequence_fast(std::span<const Id> ids, std::span<const uint8_t> live, int64_t seqlen,
+                     int64_t* out, int64_t* history) const noexcept {
+    const int64_t lookback = max_ngram_size_ - 1;
+    std::array<int64_t, kBlock + kMaxLookback> window;
+    std::copy_n(history, lookback, window.begin());
+    const int64_t* lookup = lookup_.data();
+    int64_t* x = window.data() + lookback;
+    for (int64_t t0 = 0; t0 < seqlen; t0 += kBlock) {
+      const int64_t n = std::min(kBlock, seqlen - t0);
+      if (live.empty()) {
+        for (int64_t i = 0; i < n; ++i) x[i] = lookup[static_cast<size_t>(ids[t0 + i])];
+      } else {
+        for (int64_t i = 0; i < n; ++i)
+          x[i] = live[t0 + i] != 0 ? lookup[static_cast<size_t>(ids[t0 + i])] : pad_compressed_id_;
+      }
+      policy_.hash_rows(x, n, out + t0 * columns_);
+      std::copy_n(window.begin() + n, lookback, window.begin());  // keep the last N - 1 ids
+    }
+    std::copy_n(window.begin(), lookback, history);
+  }
+
+  /// The spec: for every position, the n-gram window x[t - N + 1 .. t] gathered one id at a time
+  /// from the chunk or, before it, from the state.
+  template <class Id>
+  void sequence_reference(std::span<const Id> ids, std::span<const uint8_t> live, int64_t seqlen,
+                          int64_t* out, int64_t* history) const noexcept {
+    const int64_t lookback = max_ngram_size_ - 1;
+    std::array<int64_t, kMaxLookback + 1> window;  // window[lookback] is position t
+    for (int64_t t = 0; t < seqlen; ++t) {
+      for (int64_t k = 0; k <= lookback; ++k) {
+        const int64_t pos = t - k;
+        window[static_cast<size_t>(lookback - k)] =
+            pos >= 0 ? compress(ids, live, pos) : history[lookback + pos];
+      }
+      policy_.hash_rows_reference(window.data() + lookback, 1, out + t * columns_);
+    }
+    std::vector<int64_t> next(static_cast<size_t>(lookback));  // not a hot path
+    for (int64_t k = 0; k < lookback; ++k) {
+      const int64_t pos = seqlen - lookback + k;
+      next[static_cast<size_t>(k)] = pos >= 0 ? compress(ids, live, pos) : history[lookback + pos];
+    }
+    std::copy(next.begin(), next.end(), history);
+  }
+
+  std::span<const int64_t> lookup_;
+  int64_t layer_id_;
+  int64_t max_ngram_size_;
+  int64_t heads_;
+  int64_t columns_;
+  int64_t compressed_vocab_size_;
+  int64_t pad_compressed_id_;
+  std::vector<int64_t> primes_;
+  Policy policy_;
+};
+
+/// The reference-compatible hasher.
+using NgramHasher = NgramHasherT<>;
+
+}  // namespace engram
