@@ -1,0 +1,1 @@
+engram_add_bench(memory_gather_bench memory/gather_bench.cpp)

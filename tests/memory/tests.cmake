@@ -1,0 +1,2 @@
+engram_add_test(memory_codec_test memory/codec_test.cpp)
+engram_add_test(memory_embedding_table_test memory/embedding_table_test.cpp)
