@@ -1,12 +1,438 @@
-// engram: command-line tool (placeholder main; subcommands land with their components).
+// engram: the command-line tool. Each subcommand is one capability of the library on files:
+//
+//   engram compress-vocab TOKENIZER_JSON -o OUT.safetensors
+//   engram hash --config CFG.json --lookup LOOKUP.safetensors [--layer L] --input IN.safetensors -o
+//   OUT.safetensors engram forward --config CFG.json --lookup LOOKUP.safetensors --weights
+//   W.safetensors [--prefix P]
+//                  [--layer L] [--chunk K] --input IN.safetensors -o OUT.safetensors
+//   engram bench --config CFG.json --lookup LOOKUP.safetensors [--batch B] [--seqlen T]
+//                [--threads N] [--dtype f32|bf16] [--layer L] [--reps R] [--cache-dir DIR]
+//   engram demo --tokenizer TOKENIZER_JSON --corpus TOKENS.safetensors --config CFG.json [--tokens
+//   N]
+//
+// Errors in inputs print one line "engram: error: ..." and exit 1; bad usage exits 2.
+#include <Eigen/Core>
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <exception>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
 
-#include "engram/error.hpp"
+#include "cli_args.hpp"
+#include "engram/engram.hpp"
+#include "engram/hashing/ngram_hasher.hpp"
+#include "engram/layer/engram_layer.hpp"
+#include "engram/layer/fused_engram_layer.hpp"
+#include "engram/tokenizer/vocab_compressor.hpp"
+#include "random_checkpoint.hpp"
+
+namespace engram::cli {
+namespace {
+
+int compress_vocab(int argc, char** argv) {
+  const Args args(argc, argv, 2, {"output"}, {});
+  if (args.positional().size() != 1) throw UsageError("expected one TOKENIZER_JSON argument");
+  const CompressionTable table = compress_tokenizer_json(args.positional()[0]);
+  table.save(args.str("output"));
+  const double reduction =
+      100.0 * (1.0 - static_cast<double>(table.compressed_size()) /
+                         static_cast<double>(std::max<int64_t>(1, table.vocab_size())));
+  std::printf("vocab %lld -> %lld (reduction %.1f%%)\n", static_cast<long long>(table.vocab_size()),
+              static_cast<long long>(table.compressed_size()), reduction);
+  return 0;
+}
+
+/// input_ids [B, T] (I64 or I32) of a safetensors file.
+struct TokenIds {
+  int64_t batch = 0, seqlen = 0;
+  std::vector<int64_t> ids;
+};
+
+TokenIds read_input_ids(const SafetensorsFile& file) {
+  const TensorView& t = file.at("input_ids");
+  ENGRAM_CHECK(t.shape.size() == 2, file.path(), ": tensor 'input_ids' has shape ",
+               shape_string(t.shape), ", expected [B, T]");
+  return {t.shape[0], t.shape[1], file.read_int64("input_ids")};
+}
+
+int hash(int argc, char** argv) {
+  const Args args(argc, argv, 2, {"config", "lookup", "layer", "input", "output"}, {});
+  if (!args.positional().empty()) throw UsageError("unexpected argument " + args.positional()[0]);
+  const auto config = EngramConfig::load(args.str("config"));
+  const auto table = CompressionTable::load(args.str("lookup"));
+  const int64_t layer = args.integer("layer", config.layer_ids.front());
+  config.require_layer(layer, args.str("config"));
+  const NgramHasher hasher(config, table.lookup(), layer);
+  const SafetensorsFile input(args.str("input"));
+  const TokenIds in = read_input_ids(input);
+  std::vector<int64_t> rows(static_cast<size_t>(in.batch * in.seqlen * hasher.num_columns()));
+  hasher.hash(in.ids, in.batch, in.seqlen, rows);
+  const TensorWrite out[] = {tensor_write<int64_t>(
+      "hash_ids", {in.batch, in.seqlen, hasher.num_columns()}, std::span<const int64_t>(rows))};
+  save_safetensors(args.str("output"), out, {{"layer_id", std::to_string(layer)}});
+  std::printf("hashed %lld x %lld tokens -> %lld row ids per token (layer %lld)\n",
+              static_cast<long long>(in.batch), static_cast<long long>(in.seqlen),
+              static_cast<long long>(hasher.num_columns()), static_cast<long long>(layer));
+  return 0;
+}
+
+/// Runs `layer` over [B, T] tokens, whole (chunk <= 0) or `chunk` tokens at a time through the
+/// incremental path; returns out [B, T, hc, d].
+template <class Layer>
+std::vector<float> run_layer(const Layer& layer, const TokenIds& in, std::span<const float> hidden,
+                             int64_t chunk) {
+  const int64_t width = layer.hc_mult() * layer.hidden_size();
+  std::vector<float> out(hidden.size());
+  typename Layer::Workspace ws;
+  if (chunk <= 0 || chunk >= in.seqlen) {
+    layer.forward_tokens(in.ids, hidden, in.batch, in.seqlen, out, ws);
+    return out;
+  }
+  std::vector<typename Layer::State> states;
+  for (int64_t b = 0; b < in.batch; ++b) states.push_back(layer.make_state());
+  std::vector<typename Layer::State*> state_ptrs;
+  for (auto& s : states) state_ptrs.push_back(&s);
+  std::vector<int64_t> ids_chunk;
+  std::vector<float> hidden_chunk, out_chunk;
+  for (int64_t t0 = 0; t0 < in.seqlen; t0 += chunk) {
+    const int64_t k = std::min(chunk, in.seqlen - t0);
+    ids_chunk.resize(static_cast<size_t>(in.batch * k));
+    hidden_chunk.resize(static_cast<size_t>(in.batch * k * width));
+    out_chunk.resize(hidden_chunk.size());
+    for (int64_t b = 0; b < in.batch; ++b) {
+      std::copy_n(in.ids.begin() + b * in.seqlen + t0, k, ids_chunk.begin() + b * k);
+      std::copy_n(hidden.begin() + (b * in.seqlen + t0) * width, k * width,
+                  hidden_chunk.begin() + b * k * width);
+    }
+    layer.forward_tokens(ids_chunk, hidden_chunk, in.batch, k, out_chunk, state_ptrs, ws);
+    for (int64_t b = 0; b < in.batch; ++b)
+      std::copy_n(out_chunk.begin() + b * k * width, k * width,
+                  out.begin() + (b * in.seqlen + t0) * width);
+  }
+  return out;
+}
+
+int forward(int argc, char** argv) {
+  const Args args(argc, argv, 2,
+                  {"config", "lookup", "weights", "prefix", "layer", "chunk", "input", "output"},
+                  {});
+  if (!args.positional().empty()) throw UsageError("unexpected argument " + args.positional()[0]);
+  const auto config = EngramConfig::load(args.str("config"));
+  const auto table = CompressionTable::load(args.str("lookup"));
+  const int64_t layer_id = args.integer("layer", config.layer_ids.front());
+  const int64_t chunk = args.integer("chunk", 0, 0);
+  config.require_layer(layer_id, args.str("config"));
+  auto hasher = std::make_shared<const NgramHasher>(config, table.lookup(), layer_id);
+  auto weights = std::make_shared<const SafetensorsFile>(args.str("weights"));
+  const CheckpointOptions options{.prefix = args.str("prefix", "")};
+
+  const SafetensorsFile input(args.str("input"));
+  const TokenIds in = read_input_ids(input);
+  const TensorView& hidden = input.at("hidden_states");
+  hidden.check_shape({in.batch, in.seqlen, config.hc_mult, config.hidden_size});
+  const std::vector<float> hidden_values = hidden.copy_as<float>();
+
+  std::vector<float> out;
+  if (config.variant == Variant::kFused) {
+    const auto layer = FusedEngramLayer::load(config, weights, hasher, options);
+    out = run_layer(layer, in, hidden_values, chunk);
+  } else {
+    const auto layer = EngramLayer::load(config, weights, hasher, options);
+    out = run_layer(layer, in, hidden_values, chunk);
+  }
+  std::vector<int64_t> rows(static_cast<size_t>(in.batch * in.seqlen * hasher->num_columns()));
+  hasher->hash(in.ids, in.batch, in.seqlen, rows);
+  const TensorWrite tensors[] = {
+      tensor_write<float>("output", hidden.shape, std::span<const float>(out)),
+      tensor_write<int64_t>("hash_ids", {in.batch, in.seqlen, hasher->num_columns()},
+                            std::span<const int64_t>(rows))};
+  save_safetensors(args.str("output"), tensors, {{"layer_id", std::to_string(layer_id)}});
+  std::printf("forward %s layer %lld: %lld x %lld tokens%s -> %s\n",
+              config.variant == Variant::kFused ? "fused" : "demo",
+              static_cast<long long>(layer_id), static_cast<long long>(in.batch),
+              static_cast<long long>(in.seqlen),
+              chunk > 0 ? (" in chunks of " + std::to_string(chunk)).c_str() : "",
+              args.str("output").c_str());
+  return 0;
+}
+
+/// A random checkpoint for (config, layer, dtype), written once into `dir` and reused.
+std::string cached_random_checkpoint(const std::string& dir, const EngramConfig& config,
+                                     std::span<const int64_t> primes, int64_t layer,
+                                     example::TableDtype dtype) {
+  std::filesystem::create_directories(dir);
+  const std::string key = config.to_json().dump() + "/" + std::to_string(layer) + "/" +
+                          std::to_string(static_cast<int>(dtype));
+  const std::string path =
+      dir + "/random-" + std::to_string(std::hash<std::string>{}(key)) + ".safetensors";
+  if (!std::filesystem::exists(path)) {
+    std::fprintf(stderr, "bench: writing random checkpoint %s\n", path.c_str());
+    example::write_random_checkpoint(path, config, primes, /*seed=*/1234, dtype);
+  }
+  return path;
+}
+
+template <class Layer>
+double time_forward(const Layer& layer, std::span<const int64_t> ids, std::span<const float> hidden,
+                    int64_t batch, int64_t seqlen, int reps) {
+  std::vector<float> out(hidden.size());
+  typename Layer::Workspace ws;
+  layer.forward_tokens(ids, hidden, batch, seqlen, out, ws);  // warm-up: page in rows, size ws
+  std::vector<double> seconds;
+  for (int r = 0; r < reps; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    layer.forward_tokens(ids, hidden, batch, seqlen, out, ws);
+    seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    std::printf("run %d: %.5f s, %.1f tokens/s\n", r, seconds.back(),
+                static_cast<double>(batch * seqlen) / seconds.back());
+  }
+  std::sort(seconds.begin(), seconds.end());
+  return seconds[seconds.size() / 2];
+}
+
+int bench(int argc, char** argv) {
+  const Args args(
+      argc, argv, 2,
+      {"config", "lookup", "batch", "seqlen", "threads", "dtype", "layer", "reps", "cache-dir"},
+      {});
+  if (!args.positional().empty()) throw UsageError("unexpected argument " + args.positional()[0]);
+  const auto config = EngramConfig::load(args.str("config"));
+  const auto table = CompressionTable::load(args.str("lookup"));
+  const int64_t batch = args.integer("batch", 1, 1, 1 << 20);
+  const int64_t seqlen = args.integer("seqlen", 2048, 1, 1 << 24);
+  const int64_t threads = args.integer("threads", 2, 1, 1024);
+  const int reps = static_cast<int>(args.integer("reps", 5, 1, 1000));
+  const std::string dtype = args.str("dtype", "f32");
+  if (dtype != "f32" && dtype != "bf16") throw UsageError("--dtype must be f32 or bf16");
+  const int64_t layer_id = args.integer("layer", config.layer_ids.front());
+  config.require_layer(layer_id, args.str("config"));
+  Eigen::setNbThreads(static_cast<int>(threads));
+
+  auto hasher = std::make_shared<const NgramHasher>(config, table.lookup(), layer_id);
+  const std::string cache_dir =
+      args.str("cache-dir", (std::filesystem::temp_directory_path() / "engram-bench").string());
+  const std::string path = cached_random_checkpoint(
+      cache_dir, config, hasher->primes(), layer_id,
+      dtype == "bf16" ? example::TableDtype::kBF16 : example::TableDtype::kF32);
+  auto file = std::make_shared<const SafetensorsFile>(path);
+
+  std::mt19937_64 rng(1);
+  std::uniform_int_distribution<int64_t> token(0, table.vocab_size() - 1);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<int64_t> ids(static_cast<size_t>(batch * seqlen));
+  for (auto& id : ids) id = token(rng);
+  std::vector<float> hidden(
+      static_cast<size_t>(batch * seqlen * config.hc_mult * config.hidden_size));
+  for (auto& h : hidden) h = normal(rng);
+
+  double median = 0;
+  if (config.variant == Variant::kFused) {
+    median = time_forward(FusedEngramLayer::load(config, file, hasher), ids, hidden, batch, seqlen,
+                          reps);
+  } else {
+    median =
+        time_forward(EngramLayer::load(config, file, hasher), ids, hidden, batch, seqlen, reps);
+  }
+  std::printf("config %s batch %lld seqlen %lld threads %lld dtype %s\n",
+              args.str("config").c_str(), static_cast<long long>(batch),
+              static_cast<long long>(seqlen), static_cast<long long>(threads), dtype.c_str());
+  std::printf("tokens/s %.1f\n", static_cast<double>(batch * seqlen) / median);
+  return 0;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+/// The README's demo: compress the tokenizer's vocabulary, then run an Engram layer (random
+/// weights) over real text, printing what a person can check: the compression, the most frequent
+/// bigrams with the rows they hash to, how Zipfian the row accesses are, the throughput, and that
+/// token-by-token decoding reproduces the whole-sequence output.
+int demo(int argc, char** argv) {
+  const Args args(argc, argv, 2, {"tokenizer", "corpus", "config", "tokens", "cache-dir"}, {});
+  auto t0 = std::chrono::steady_clock::now();
+  const TokenizerJson tokenizer = read_tokenizer_json(args.str("tokenizer"));
+  const CompressionTable table = compress_tokenizer(tokenizer);
+  std::printf(
+      "1. vocabulary compression (%s)\n   vocab %lld -> %lld (reduction %.1f%%) in %.0f ms\n",
+      args.str("tokenizer").c_str(), static_cast<long long>(table.vocab_size()),
+      static_cast<long long>(table.compressed_size()),
+      100.0 * (1.0 - static_cast<double>(table.compressed_size()) /
+                         static_cast<double>(table.vocab_size())),
+      1e3 * seconds_since(t0));
+
+  const SafetensorsFile corpus(args.str("corpus"));
+  std::vector<int64_t> ids = corpus.read_int64("input_ids");
+  const int64_t limit = args.integer("tokens", 262144, 1);
+  ids.resize(static_cast<size_t>(std::min<int64_t>(limit, static_cast<int64_t>(ids.size()))));
+  const int64_t n = static_cast<int64_t>(ids.size());
+  const auto config = EngramConfig::load(args.str("config"));
+  const int64_t layer_id = config.layer_ids.front();
+  auto hasher = std::make_shared<const NgramHasher>(config, table.lookup(), layer_id);
+  const int64_t cols = hasher->num_columns();
+
+  t0 = std::chrono::steady_clock::now();
+  std::vector<int64_t> rows(static_cast<size_t>(n * cols));
+  hasher->hash(ids, 1, n, rows);
+  std::printf(
+      "\n2. n-gram hashing (%s: %lld tokens, N=%lld, %lld heads, layer %lld)\n"
+      "   %lld row ids in %.1f ms\n",
+      args.str("corpus").c_str(), static_cast<long long>(n),
+      static_cast<long long>(config.max_ngram_size),
+      static_cast<long long>(config.n_head_per_ngram), static_cast<long long>(layer_id),
+      static_cast<long long>(n * cols), 1e3 * seconds_since(t0));
+
+  // Most frequent bigrams (by compressed ids): every occurrence hashes to the same rows.
+  std::map<std::pair<int64_t, int64_t>, int64_t> bigrams;
+  std::map<std::pair<int64_t, int64_t>, int64_t> first_position;
+  for (int64_t t = 1; t < n; ++t) {
+    const auto key = std::make_pair(table[ids[t - 1]], table[ids[t]]);
+    if (++bigrams[key] == 1) first_position[key] = t;
+  }
+  std::vector<std::pair<int64_t, std::pair<int64_t, int64_t>>> ranked;
+  for (const auto& [key, count] : bigrams) ranked.push_back({count, key});
+  std::sort(ranked.rbegin(), ranked.rend());
+  std::printf("   most frequent bigrams and their 2-gram rows (head 0..2 of %lld):\n",
+              static_cast<long long>(config.n_head_per_ngram));
+  for (size_t i = 0; i < std::min<size_t>(5, ranked.size()); ++i) {
+    const int64_t t = first_position[ranked[i].second];
+    std::string text;
+    for (char c : tokenizer.decode({ids.data() + t - 1, 2}))
+      text += c == '\n' ? std::string("\\n") : std::string(1, c);
+    std::printf(
+        "   %8lld x %-18s -> rows %lld %lld %lld\n", static_cast<long long>(ranked[i].first),
+        ("\"" + text + "\"").c_str(), static_cast<long long>(rows[t * cols + 0]),
+        static_cast<long long>(rows[t * cols + 1]), static_cast<long long>(rows[t * cols + 2]));
+  }
+  // How concentrated the accesses are (what a hot-row cache can exploit), for head 0 of order 2.
+  std::map<int64_t, int64_t> row_hits;
+  for (int64_t t = 0; t < n; ++t) ++row_hits[rows[t * cols]];
+  std::vector<int64_t> hits;
+  for (const auto& [row, count] : row_hits) hits.push_back(count);
+  std::sort(hits.rbegin(), hits.rend());
+  const int64_t top = std::max<int64_t>(1, hasher->primes()[0] / 100);
+  int64_t top_hits = 0;
+  for (int64_t i = 0; i < std::min<int64_t>(top, static_cast<int64_t>(hits.size())); ++i)
+    top_hits += hits[static_cast<size_t>(i)];
+  std::printf(
+      "   2-gram head 0: %zu of %lld rows touched; the hottest 1%% of rows take %.1f%% of "
+      "lookups\n",
+      hits.size(), static_cast<long long>(hasher->primes()[0]),
+      100.0 * static_cast<double>(top_hits) / static_cast<double>(n));
+
+  const std::string cache_dir =
+      args.str("cache-dir", (std::filesystem::temp_directory_path() / "engram-demo").string());
+  const std::string path = cached_random_checkpoint(cache_dir, config, hasher->primes(), layer_id,
+                                                    example::TableDtype::kF32);
+  const auto layer =
+      EngramLayer::load(config, std::make_shared<const SafetensorsFile>(path), hasher);
+  const int64_t width = config.hc_mult * config.hidden_size, seq = 2048;
+  std::mt19937_64 rng(7);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> hidden(static_cast<size_t>(seq * width)), out(hidden.size());
+  for (auto& h : hidden) h = normal(rng);
+  EngramLayer::Workspace ws;
+  t0 = std::chrono::steady_clock::now();
+  double checksum = 0;
+  int64_t done = 0;
+  for (int64_t start = 0; start + seq <= n; start += seq, done += seq) {
+    layer.forward_tokens(std::span<const int64_t>(ids.data() + start, seq), hidden, 1, seq, out,
+                         ws);
+    checksum += out[static_cast<size_t>(start % (seq * width))];
+  }
+  const double secs = seconds_since(t0);
+  std::printf(
+      "\n3. Engram layer (demo variant, hidden %lld x %lld branches, random weights, f32)\n"
+      "   %lld tokens in sequences of %lld: %.2f s, %.0f tokens/s (checksum %.6f)\n",
+      static_cast<long long>(config.hidden_size), static_cast<long long>(config.hc_mult),
+      static_cast<long long>(done), static_cast<long long>(seq), secs,
+      static_cast<double>(done) / secs, checksum);
+
+  // Incremental decoding reproduces the whole-sequence output.
+  const int64_t check = std::min<int64_t>(256, n);
+  std::vector<float> whole(static_cast<size_t>(check * width)), step(whole.size());
+  layer.forward_tokens(std::span<const int64_t>(ids.data(), check),
+                       std::span<const float>(hidden.data(), whole.size()), 1, check, whole, ws);
+  auto state = layer.make_state();
+  EngramLayer::State* states[] = {&state};
+  for (int64_t t = 0; t < check; ++t)
+    layer.forward_tokens(std::span<const int64_t>(ids.data() + t, 1),
+                         std::span<const float>(hidden.data() + t * width, width), 1, 1,
+                         std::span<float>(step.data() + t * width, width), states, ws);
+  float max_diff = 0, max_abs = 0;
+  for (size_t i = 0; i < whole.size(); ++i) {
+    max_diff = std::max(max_diff, std::abs(whole[i] - step[i]));
+    max_abs = std::max(max_abs, std::abs(whole[i]));
+  }
+  std::printf(
+      "   token-by-token decoding of the first %lld tokens vs whole sequence: "
+      "max |diff| %.2e (of max |out| %.2f)\n",
+      static_cast<long long>(check), max_diff, max_abs);
+  return 0;
+}
+
+struct Command {
+  const char* name;
+  const char* usage;
+  std::function<int(int, char**)> run;
+};
+
+const std::vector<Command>& commands() {
+  static const std::vector<Command> list = {
+      {"compress-vocab", "compress-vocab TOKENIZER_JSON -o OUT.safetensors", compress_vocab},
+      {"hash",
+       "hash --config CFG.json --lookup LOOKUP.safetensors [--layer L] --input IN.safetensors "
+       "-o OUT.safetensors",
+       hash},
+      {"forward",
+       "forward --config CFG.json --lookup LOOKUP.safetensors --weights W.safetensors [--prefix P] "
+       "[--layer L] [--chunk K] --input IN.safetensors -o OUT.safetensors",
+       forward},
+      {"bench",
+       "bench --config CFG.json --lookup LOOKUP.safetensors [--batch B] [--seqlen T] [--threads N] "
+       "[--dtype f32|bf16] [--layer L] [--reps R] [--cache-dir DIR]",
+       bench},
+      {"demo",
+       "demo --tokenizer TOKENIZER_JSON --corpus TOKENS.safetensors --config CFG.json [--tokens N] "
+       "[--cache-dir DIR]",
+       demo},
+  };
+  return list;
+}
+
+void print_usage(std::FILE* out) {
+  std::fprintf(out, "usage: engram <command> [options]\ncommands:\n");
+  for (const auto& c : commands()) std::fprintf(out, "  engram %s\n", c.usage);
+}
+
+}  // namespace
+}  // namespace engram::cli
 
 int main(int argc, char** argv) {
-  (void)argc;
-  (void)argv;
-  std::fprintf(stderr, "usage: engram <command> ...\n");
+  using namespace engram::cli;
+  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
+    print_usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string name = argv[1];
+  for (const auto& c : commands()) {
+    if (name != c.name) continue;
+    try {
+      return c.run(argc, argv);
+    } catch (const UsageError& e) {
+      std::fprintf(stderr, "engram: usage: %s\nusage: engram %s\n", e.what(), c.usage);
+      return 2;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "engram: error: %s\n", e.what());
+      return 1;
+    }
+  }
+  std::fprintf(stderr, "engram: usage: unknown command '%s'\n", name.c_str());
+  print_usage(stderr);
   return 2;
 }

@@ -1,0 +1,302 @@
+// engram/layer/checkpoint.hpp: loading one Engram layer's weights from a safetensors checkpoint.
+//
+// Tensor names are the official module's state_dict names, after an optional prefix (e.g.
+// "layers.15.engram." for a whole-model checkpoint). With d = hidden_size, hc = hc_mult,
+// cols = (N - 1) * H, r = config.row_dim(), m = config.memory_dim() = cols * r:
+//   demo  multi_head_embedding.embedding.weight  F32|BF16|F16 [rows >= sum(column_rows), r]
+//         multi_head_embedding.offsets           I64|I32 [cols] = exclusive cumsum of column_rows
+//         value_proj.weight [d, m], value_proj.bias [d], key_projs.{i}.weight [d, m],
+//         key_projs.{i}.bias [d], norm1.{i}.weight [d], norm2.{i}.weight [d],
+//         short_conv.conv.weight [hc * d, 1, kernel_size], short_conv.norms.{i}.weight [d]
+//   fused embed.weight F8_E4M3 [rows >= sum(column_rows), head_dim],
+//         embed.weight_scale_inv F8_E8M0 [rows, head_dim / quant_block],
+//         wkv.weight [(hc + 1) * d, m] (hc keys, then the shared value),
+//         q_weight [hc, d], k_weight [hc, d]
+// Dense tensors may be F32, F64, BF16 or F16 and are converted to Scalar.
+//
+// Guarantees:
+// - Every tensor's dtype and shape is checked against the config; errors name the file, the tensor,
+//   the expected and the found shape. The table's row count must cover sum(column_rows).
+// - The table is never copied: the weights keep the memory-mapped file alive (shared_ptr) and view
+//   its rows. Dense projections are copied once (and stacked: demo keys + value become one
+//   [(hc + 1) * d, m] matrix, keys first, as the fused wkv).
+// - column_rows (the per-column table sizes: the hasher's primes in column order) is optional for
+//   the demo variant: without it they are derived from the offsets (the last column gets the
+//   remaining rows). The fused checkpoint has no offsets, so it needs column_rows.
+// Thread safety: the loaded weights are immutable; share them freely.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <span>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "engram/detail/float16.hpp"
+#include "engram/error.hpp"
+#include "engram/io/config.hpp"
+#include "engram/io/safetensors.hpp"
+#include "engram/memory/codec.hpp"
+#include "engram/memory/embedding_table.hpp"
+
+namespace engram {
+
+/// How to find a layer's tensors in a checkpoint.
+struct CheckpointOptions {
+  /// Prepended to every tensor name, e.g. "layers.15.engram.".
+  std::string prefix = {};
+  /// Rows of each hash column's sub-table, [cols] (the hasher's primes); empty: from the offsets.
+  std::vector<int64_t> column_rows = {};
+};
+
+/// The table codecs a layer accepts: demo rows F32/BF16/F16; fused FP8 rows with E8M0 scales per
+/// quant_block of 16, 32, 64 or 128 values.
+using LayerTable =
+    std::variant<EmbeddingTableT<codec::F32>, EmbeddingTableT<codec::BF16>,
+                 EmbeddingTableT<codec::F16>, EmbeddingTableT<codec::Fp8E4M3T<16>>,
+                 EmbeddingTableT<codec::Fp8E4M3T<32>>, EmbeddingTableT<codec::Fp8E4M3T<64>>,
+                 EmbeddingTableT<codec::Fp8E4M3T<128>>>;
+
+/// Weights of the demo module (EngramLayerT).
+template <class Scalar = float>
+struct EngramWeightsT {
+  EngramConfig config;
+  std::shared_ptr<const SafetensorsFile> file;  ///< keeps the mapped table alive
+  LayerTable table;
+  std::vector<Scalar>
+      kv_weight;                 ///< [(hc + 1) * d, m]: key_projs.0 .. key_projs.{hc-1}, value_proj
+  std::vector<Scalar> kv_bias;   ///< [(hc + 1) * d]
+  std::vector<Scalar> key_norm;  ///< norm1.{i}.weight, [hc, d]
+  std::vector<Scalar> query_norm;   ///< norm2.{i}.weight, [hc, d]
+  std::vector<Scalar> conv_weight;  ///< short_conv.conv.weight, [hc * d, kernel_size]
+  std::vector<Scalar> conv_norm;    ///< short_conv.norms.{i}.weight, [hc, d]
+};
+
+/// Weights of the fused V4.1-style module (FusedEngramLayerT).
+template <class Scalar = float>
+struct FusedEngramWeightsT {
+  EngramConfig config;
+  std::shared_ptr<const SafetensorsFile> file;
+  LayerTable table;
+  std::vector<Scalar> kv_weight;  ///< wkv.weight, [(hc + 1) * d, m]
+  std::vector<Scalar> q_weight;   ///< [hc, d]
+  std::vector<Scalar> k_weight;   ///< [hc, d]
+};
+
+namespace detail {
+
+/// Copies `tensor` (F32, F64, BF16 or F16, any alignment) converted to Scalar into out.
+template <class Scalar>
+void convert_dense(const TensorView& tensor, Scalar* out) {
+  const int64_t n = tensor.numel();
+  const std::byte* src = tensor.bytes.data();
+  switch (tensor.dtype) {
+    case DType::kF32:
+      for (int64_t i = 0; i < n; ++i) {
+        float v;
+        std::memcpy(&v, src + 4 * i, 4);
+        out[i] = static_cast<Scalar>(v);
+      }
+      return;
+    case DType::kF64:
+      for (int64_t i = 0; i < n; ++i) {
+        double v;
+        std::memcpy(&v, src + 8 * i, 8);
+        out[i] = static_cast<Scalar>(v);
+      }
+      return;
+    case DType::kBF16:
+    case DType::kF16:
+      for (int64_t i = 0; i < n; ++i) {
+        uint16_t bits;
+        std::memcpy(&bits, src + 2 * i, 2);
+        out[i] = static_cast<Scalar>(tensor.dtype == DType::kBF16 ? bf16_bits_to_f32(bits)
+                                                                  : f16_bits_to_f32(bits));
+      }
+      return;
+    default:
+      fail(tensor.file, ": tensor '", tensor.name, "' has dtype ", dtype_name(tensor.dtype),
+           ", expected F32, F64, BF16 or F16");
+  }
+}
+
+/// Reads a dense tensor of exactly `shape` into out (which it resizes when empty, else appends at
+/// `out.data() + offset`).
+template <class Scalar>
+void read_dense(const SafetensorsFile& file, const std::string& name,
+                std::initializer_list<int64_t> shape, std::vector<Scalar>& out, size_t offset = 0) {
+  const TensorView& t = file.at(name);
+  t.check_shape(shape);
+  ENGRAM_CHECK(t.dtype == DType::kF32 || t.dtype == DType::kF64 || t.dtype == DType::kBF16 ||
+                   t.dtype == DType::kF16,
+               file.path(), ": tensor '", name, "' has dtype ", dtype_name(t.dtype),
+               ", expected F32, F64, BF16 or F16");
+  if (out.size() < offset + static_cast<size_t>(t.numel())) out.resize(offset + t.numel());
+  convert_dense(t, out.data() + offset);
+}
+
+/// The column sizes to use: the given ones (checked to be cols positive values) or none.
+inline std::vector<int64_t> checked_column_rows(const EngramConfig& config,
+                                                const CheckpointOptions& options,
+                                                const std::string& where) {
+  const int64_t cols = config.num_columns();
+  const auto& rows = options.column_rows;
+  if (rows.empty()) return {};
+  ENGRAM_CHECK(static_cast<int64_t>(rows.size()) == cols, where, ": column_rows has ", rows.size(),
+               " entries, expected (max_ngram_size - 1) * n_head_per_ngram = ", cols);
+  for (size_t c = 0; c < rows.size(); ++c)
+    ENGRAM_CHECK(rows[c] > 0, where, ": column_rows[", c, "] = ", rows[c], " must be positive");
+  return rows;
+}
+
+inline int64_t sum_of(std::span<const int64_t> values) {
+  int64_t total = 0;
+  for (int64_t v : values)
+    ENGRAM_CHECK(!__builtin_add_overflow(total, v, &total), "row count overflows");
+  return total;
+}
+
+/// Checks that table tensor `t` has at least sum(column_rows) rows.
+inline void check_table_rows(const TensorView& t, std::span<const int64_t> column_rows) {
+  const int64_t needed = sum_of(column_rows);
+  ENGRAM_CHECK(t.shape[0] >= needed, t.file, ": tensor '", t.name, "' has ", t.shape[0],
+               " rows, expected at least sum(column_rows) = ", needed);
+}
+
+template <class Codec>
+LayerTable make_table(const TensorView& rows, const TensorView* scales, int64_t row_dim,
+                      std::vector<int64_t> column_rows) {
+  return EmbeddingTableT<Codec>(rows.bytes, scales ? scales->bytes : std::span<const std::byte>{},
+                                row_dim, std::move(column_rows), rows.file + ": " + rows.name);
+}
+
+}  // namespace detail
+
+/// Loads the demo module's weights (see the banner for names and shapes).
+template <class Scalar = float>
+EngramWeightsT<Scalar> load_engram_weights(const EngramConfig& config,
+                                           std::shared_ptr<const SafetensorsFile> file,
+                                           const CheckpointOptions& options = {}) {
+  ENGRAM_CHECK(file != nullptr, "load_engram_weights: no checkpoint file");
+  ENGRAM_CHECK(config.variant == Variant::kDemo, file->path(),
+               ": load_engram_weights needs a demo-variant config, found variant \"fused\"");
+  config.validate(file->path());
+  const std::string& p = options.prefix;
+  const int64_t d = config.hidden_size, hc = config.hc_mult, m = config.memory_dim();
+  const int64_t cols = config.num_columns(), r = config.row_dim();
+
+  // table + offsets
+  const TensorView& table = file->at(p + "multi_head_embedding.embedding.weight");
+  ENGRAM_CHECK(table.shape.size() == 2 && table.shape[1] == r, file->path(), ": tensor '",
+               table.name, "' has shape ", shape_string(table.shape), ", expected [rows, ", r,
+               "] (n_embed_per_ngram / n_head_per_ngram = ", r, ")");
+  const std::string offsets_name = p + "multi_head_embedding.offsets";
+  file->at(offsets_name).check_shape({cols});
+  const std::vector<int64_t> offsets = file->read_int64(offsets_name);
+  std::vector<int64_t> column_rows = detail::checked_column_rows(config, options, file->path());
+  if (column_rows.empty()) {
+    ENGRAM_CHECK(offsets[0] == 0, file->path(), ": tensor '", offsets_name,
+                 "' must start at 0, found ", offsets[0]);
+    for (int64_t c = 0; c < cols; ++c) {
+      const int64_t end = c + 1 < cols ? offsets[c + 1] : table.shape[0];
+      ENGRAM_CHECK(end > offsets[c], file->path(), ": tensor '", offsets_name,
+                   "' must increase and stay below the table's ", table.shape[0], " rows, found ",
+                   offsets[c], " then ", end, " at column ", c);
+      column_rows.push_back(end - offsets[c]);
+    }
+  } else {
+    int64_t expected = 0;
+    for (int64_t c = 0; c < cols; ++c) {
+      ENGRAM_CHECK(offsets[c] == expected, file->path(), ": tensor '", offsets_name, "'[", c,
+                   "] = ", offsets[c], ", expected ", expected,
+                   " (the cumulative sum of the column sizes)");
+      expected += column_rows[c];
+    }
+  }
+  detail::check_table_rows(table, column_rows);
+  auto make_table = [&]() -> LayerTable {
+    switch (table.dtype) {
+      case DType::kF32:
+        return detail::make_table<codec::F32>(table, nullptr, r, std::move(column_rows));
+      case DType::kBF16:
+        return detail::make_table<codec::BF16>(table, nullptr, r, std::move(column_rows));
+      case DType::kF16:
+        return detail::make_table<codec::F16>(table, nullptr, r, std::move(column_rows));
+      default:
+        detail::fail(file->path(), ": tensor '", table.name, "' has dtype ",
+                     dtype_name(table.dtype), ", expected F32, BF16 or F16");
+    }
+  };
+  EngramWeightsT<Scalar> w{config, file, make_table(), {}, {}, {}, {}, {}, {}};
+
+  // keys then value, stacked into one [(hc + 1) * d, m] projection
+  w.kv_weight.resize(static_cast<size_t>((hc + 1) * d * m));
+  w.kv_bias.resize(static_cast<size_t>((hc + 1) * d));
+  for (int64_t i = 0; i <= hc; ++i) {
+    const std::string base = i < hc ? p + "key_projs." + std::to_string(i) : p + "value_proj";
+    detail::read_dense(*file, base + ".weight", {d, m}, w.kv_weight,
+                       static_cast<size_t>(i * d * m));
+    detail::read_dense(*file, base + ".bias", {d}, w.kv_bias, static_cast<size_t>(i * d));
+  }
+  for (int64_t i = 0; i < hc; ++i) {
+    const auto at = static_cast<size_t>(i * d);
+    const std::string index = std::to_string(i);
+    detail::read_dense(*file, p + "norm1." + index + ".weight", {d}, w.key_norm, at);
+    detail::read_dense(*file, p + "norm2." + index + ".weight", {d}, w.query_norm, at);
+    detail::read_dense(*file, p + "short_conv.norms." + index + ".weight", {d}, w.conv_norm, at);
+  }
+  detail::read_dense(*file, p + "short_conv.conv.weight", {hc * d, 1, config.kernel_size},
+                     w.conv_weight);
+  return w;
+}
+
+/// Loads the fused module's weights; options.column_rows (the primes) is required.
+template <class Scalar = float>
+FusedEngramWeightsT<Scalar> load_fused_engram_weights(const EngramConfig& config,
+                                                      std::shared_ptr<const SafetensorsFile> file,
+                                                      const CheckpointOptions& options) {
+  ENGRAM_CHECK(file != nullptr, "load_fused_engram_weights: no checkpoint file");
+  ENGRAM_CHECK(config.variant == Variant::kFused, file->path(),
+               ": load_fused_engram_weights needs a fused-variant config, found variant \"demo\"");
+  config.validate(file->path());
+  const std::string& p = options.prefix;
+  const int64_t d = config.hidden_size, hc = config.hc_mult, m = config.memory_dim();
+  const int64_t hd = config.head_dim, qb = config.quant_block;
+  std::vector<int64_t> column_rows = detail::checked_column_rows(config, options, file->path());
+  ENGRAM_CHECK(!column_rows.empty(), file->path(),
+               ": the fused checkpoint has no table offsets; pass CheckpointOptions::column_rows "
+               "(the hasher's primes, ",
+               config.num_columns(), " values)");
+
+  const TensorView& rows = file->at(p + "embed.weight");
+  const TensorView& scales = file->at(p + "embed.weight_scale_inv");
+  rows.check_dtype(DType::kF8E4M3);
+  scales.check_dtype(DType::kF8E8M0);
+  ENGRAM_CHECK(rows.shape.size() == 2 && rows.shape[1] == hd, file->path(), ": tensor '", rows.name,
+               "' has shape ", shape_string(rows.shape), ", expected [rows, ", hd, "] (head_dim)");
+  scales.check_shape({rows.shape[0], hd / qb});
+  detail::check_table_rows(rows, column_rows);
+  auto make_table = [&]() -> LayerTable {
+    switch (qb) {
+      case 16:
+        return detail::make_table<codec::Fp8E4M3T<16>>(rows, &scales, hd, std::move(column_rows));
+      case 32:
+        return detail::make_table<codec::Fp8E4M3T<32>>(rows, &scales, hd, std::move(column_rows));
+      case 64:
+        return detail::make_table<codec::Fp8E4M3T<64>>(rows, &scales, hd, std::move(column_rows));
+      case 128:
+        return detail::make_table<codec::Fp8E4M3T<128>>(rows, &scales, hd, std::move(column_rows));
+      default:
+        detail::fail(file->path(), ": quant_block ", qb, " is not supported (16, 32, 64 or 128)");
+    }
+  };
+  FusedEngramWeightsT<Scalar> w{config, file, make_table(), {}, {}, {}};
+  detail::read_dense(*file, p + "wkv.weight", {(hc + 1) * d, m}, w.kv_weight);
+  detail::read_dense(*file, p + "q_weight", {hc, d}, w.q_weight);
+  detail::read_dense(*file, p + "k_weight", {hc, d}, w.k_weight);
+  return w;
+}
+
+}  // namespace engram

@@ -1,0 +1,183 @@
+// engram/layer/detail/layer_common.hpp: internals shared by EngramLayerT and FusedEngramLayerT:
+// batch segments, argument checks, and the multi-threaded gather of the memory vectors e.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <type_traits>
+#include <variant>
+
+#include "engram/error.hpp"
+#include "engram/hashing/hash_state.hpp"
+#include "engram/layer/checkpoint.hpp"
+#include "engram/memory/embedding_table.hpp"
+#include "engram/nn/detail/eigen_support.hpp"
+
+namespace engram::detail {
+
+/// The sequences of one call: `count` sequences of `uniform` tokens, or of lengths[s] tokens.
+struct Segments {
+  int64_t count = 0;
+  int64_t uniform = 0;
+  std::span<const int64_t> lengths;  // empty: uniform
+
+  int64_t length(int64_t s) const noexcept { return lengths.empty() ? uniform : lengths[s]; }
+  int64_t total() const noexcept {
+    if (lengths.empty()) return count * uniform;
+    int64_t n = 0;
+    for (int64_t l : lengths) n += l;
+    return n;
+  }
+};
+
+inline Segments uniform_segments(std::string_view who, int64_t batch, int64_t seq_len) {
+  ENGRAM_CHECK(batch >= 0 && seq_len >= 0, who, ": batch and seq_len must be non-negative, found ",
+               batch, " and ", seq_len);
+  return {batch, seq_len, {}};
+}
+
+inline Segments ragged_segments(std::string_view who, std::span<const int64_t> lengths) {
+  for (size_t s = 0; s < lengths.size(); ++s)
+    ENGRAM_CHECK(lengths[s] >= 0, who, ": lengths[", s, "] = ", lengths[s],
+                 " must be non-negative");
+  return {static_cast<int64_t>(lengths.size()), 0, lengths};
+}
+
+/// Throws unless `what` has tokens * per_token values.
+inline void check_size(std::string_view who, std::string_view what, size_t size, int64_t tokens,
+                       int64_t per_token, std::string_view shape) {
+  ENGRAM_CHECK(static_cast<int64_t>(size) == tokens * per_token, who, ": ", what, " has ", size,
+               " values, expected ", tokens * per_token, " (", shape, " for ", tokens, " tokens)");
+}
+
+/// Checks every hash id of the live tokens (live null: all) against its column's row count; the
+/// error names the sequence, position and column.
+inline void check_hash_ids(std::string_view who, const LayerTable& table, const int64_t* ids,
+                           const Segments& segments, const uint8_t* live) {
+  std::visit(
+      [&](const auto& t) {
+        const auto rows = t.column_rows();
+        const int64_t cols = t.num_columns();
+        int64_t token = 0;
+        for (int64_t s = 0; s < segments.count; ++s) {
+          const int64_t len = segments.length(s);
+          for (int64_t pos = 0; pos < len; ++pos, ++token) {
+            if (live != nullptr && live[token] == 0) continue;
+            const int64_t* row = ids + token * cols;
+            for (int64_t c = 0; c < cols; ++c) {
+              ENGRAM_CHECK(static_cast<uint64_t>(row[c]) < static_cast<uint64_t>(rows[c]), who,
+                           ": hash id ", row[c], " at sequence ", s, ", position ", pos,
+                           ", column ", c, " is outside [0, ", rows[c], ") of table '", t.name(),
+                           "'");
+            }
+          }
+        }
+      },
+      table);
+}
+
+/// e[t, c * row_dim + j] = row offsets[c] + ids[t, c] of the table, for `tokens` tokens, split over
+/// the kernel threads (each with its own gather workspace). ids must be valid (check_hash_ids).
+/// When Scalar is not float, rows are gathered into f32 scratch first.
+template <class Scalar>
+void gather_memory(const LayerTable& table, const int64_t* ids, int64_t tokens, Scalar* out,
+                   AlignedBuffer<float>& f32_scratch, std::span<GatherWorkspace> workspaces) {
+  std::visit(
+      [&](const auto& t) {
+        const int64_t cols = t.num_columns();
+        const int64_t width = t.output_dim();
+        float* dst = nullptr;
+        if constexpr (std::is_same_v<Scalar, float>)
+          dst = out;
+        else
+          dst = f32_scratch.ensure(static_cast<size_t>(tokens * width));
+        parallel_for(tokens, 32, [&](int64_t begin, int64_t end, int worker) {
+          t.gather(
+              std::span<const int64_t>(ids + begin * cols,
+                                       static_cast<size_t>((end - begin) * cols)),
+              std::span<float>(dst + begin * width, static_cast<size_t>((end - begin) * width)),
+              workspaces[worker]);
+          if constexpr (!std::is_same_v<Scalar, float>) {
+            for (int64_t i = begin * width; i < end * width; ++i)
+              out[i] = static_cast<Scalar>(dst[i]);
+          }
+        });
+      },
+      table);
+}
+
+/// The scalar reference gather (codec decode_row_reference, no threads) into Scalar.
+template <class Scalar>
+std::vector<Scalar> gather_memory_reference(const LayerTable& table, std::span<const int64_t> ids) {
+  return std::visit(
+      [&](const auto& t) {
+        const int64_t tokens = static_cast<int64_t>(ids.size()) / t.num_columns();
+        std::vector<float> e(static_cast<size_t>(tokens * t.output_dim()));
+        t.gather_reference(ids, std::span<float>(e));
+        return std::vector<Scalar>(e.begin(), e.end());
+      },
+      table);
+}
+
+/// Throws unless hasher is set and its column sizes are the table's.
+template <class Hasher>
+void check_hasher(std::string_view who, const Hasher& hasher, const LayerTable& table) {
+  std::visit(
+      [&](const auto& t) {
+        const auto rows = t.column_rows();
+        const auto primes = hasher.primes();
+        ENGRAM_CHECK(std::equal(rows.begin(), rows.end(), primes.begin(), primes.end()), who,
+                     ": the hasher's ", primes.size(), " column sizes (primes) differ from the ",
+                     rows.size(), " of table '", t.name(),
+                     "' (a hasher of another layer or config?)");
+      },
+      table);
+}
+
+/// Checks token ids [B, T] and the live mask before hashing: sizes, ids of live tokens in the
+/// compression table (errors name sequence and position).
+template <class Hasher>
+void check_token_ids(std::string_view who, const Hasher& hasher, std::span<const int64_t> input_ids,
+                     int64_t batch, int64_t seq_len, std::span<const uint8_t> live) {
+  const int64_t tokens = batch * seq_len;
+  check_size(who, "input_ids", input_ids.size(), tokens, 1, "[B, T]");
+  if (!live.empty()) check_size(who, "live", live.size(), tokens, 1, "[B, T]");
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t t = 0; t < seq_len; ++t) {
+      const int64_t i = b * seq_len + t;
+      if (!live.empty() && live[i] == 0) continue;
+      ENGRAM_CHECK(input_ids[i] >= 0 && input_ids[i] < hasher.lookup_size(), who, ": token id ",
+                   input_ids[i], " at sequence ", b, ", position ", t,
+                   " is outside the compression table [0, ", hasher.lookup_size(), ")");
+    }
+}
+
+/// Hashes a chunk of token ids [B, T] (checked with check_token_ids) into out [B, T, cols],
+/// continuing each sequence's hash state (state_of(b) -> NgramHashState&). The states are checked
+/// before any of them advances.
+template <class Hasher, class StateOf>
+void hash_token_chunks(std::string_view who, const Hasher& hasher,
+                       std::span<const int64_t> input_ids, int64_t batch, int64_t seq_len,
+                       std::span<const uint8_t> live, const StateOf& state_of, int64_t* out) {
+  for (int64_t b = 0; b < batch; ++b) {
+    const auto history = state_of(b).history();
+    ENGRAM_CHECK(static_cast<int64_t>(history.size()) == hasher.max_ngram_size() - 1, who,
+                 ": state ", b, " holds a hash history of ", history.size(),
+                 " ids, expected max_ngram_size - 1 = ", hasher.max_ngram_size() - 1,
+                 " (make states with the layer's make_state())");
+    for (int64_t v : history)
+      ENGRAM_CHECK(v >= 0 && v < hasher.compressed_vocab_size(), who, ": state ", b,
+                   " holds compressed id ", v, ", outside [0, ", hasher.compressed_vocab_size(),
+                   ")");
+  }
+  const auto n = static_cast<size_t>(seq_len), cols = static_cast<size_t>(hasher.num_columns());
+  for (int64_t b = 0; b < batch; ++b) {
+    hasher.hash_chunk(
+        input_ids.subspan(b * n, n), 1, seq_len, std::span<int64_t>(out + b * n * cols, n * cols),
+        std::span<NgramHashState>(&state_of(b), 1), live.empty() ? live : live.subspan(b * n, n));
+  }
+}
+
+}  // namespace engram::detail

@@ -1,0 +1,371 @@
+// engram/layer/engram_layer.hpp: the Engram layer of DeepSeek's demo module (engram_demo_v1).
+//
+// Placed between transformer blocks as `hidden = hidden + engram(hash_ids, hidden)`. Shapes:
+//   hash_ids [B, T, cols] int64 per-column ids (without table offsets), cols = (N - 1) * H
+//   hidden   [B, T, hc, d] (hc = hc_mult hyper-connection branches, d = hidden_size)
+//   out      [B, T, hc, d] (the layer's output only: the residual add is the caller's)
+// Semantics (e = concat over columns c of table[offsets[c] + hash_ids[b, t, c]], [m]):
+//   v       = W_v e + b_v                                     [d], shared by the branches
+//   alpha_i = sigmoid(signed_sqrt(<RMSNorm1_i(W_k,i e + b_k,i), RMSNorm2_i(h_i)> / sqrt(d)))
+//   y_i     = alpha_i * v                                     [hc, d]   (gate.hpp)
+//   out     = y + ShortConv(y)   (branch RMSNorms, causal depthwise conv, SiLU; short_conv.hpp)
+// Fast path: one gather, one GEMM of e against the stacked [(hc + 1) * d, m] keys+value projection,
+// one pass fusing bias, gate, y and the conv norms per token, one conv pass over time (reading a
+// streaming sequence's earlier steps straight from its state's history ring). Threads:
+// Eigen::nbThreads() (OpenMP builds); the per-token passes split tokens over the same count.
+//
+// Front ends: forward* take precomputed hash ids; forward_tokens* take token ids [B, T] and hash
+// them with the layer's NgramHasherT (load the layer with one; its primes must be the table's
+// column sizes). An optional `live` mask [B, T] (nonzero = live) marks dead tokens, hashed as
+// pad_id.
+//
+// Streaming: forward(..., states, ...) continues each sequence from its EngramDecodeStateT (conv
+// history, hash history, position) and updates it; any chunking (1 token, 7 tokens, ragged) gives
+// the whole-sequence output up to float rounding. forward_ragged takes per-sequence chunk lengths
+// (tokens packed back to back).
+//
+// Guarantees: inputs are validated (sizes, hash id ranges naming sequence/position/column, state
+// shapes) before any kernel runs; kernels are noexcept. With a workspace reused (or reserve()d),
+// forward calls do not allocate, apart from Eigen's internal GEMM blocking buffers. `out` may be
+// the same buffer as `hidden` (exactly, not a partial overlap). forward_reference is the readable
+// spec (plain loops following the PyTorch module; allocates; whole sequences only). Ownership: the
+// layer shares its weights (shared_ptr); copies of a layer share them. Thread safety: const methods
+// may run concurrently with distinct workspaces and states. Not guaranteed: bitwise equality with
+// PyTorch, or between thread counts (GEMM blocking may differ).
+//
+// Example:
+//   auto file = std::make_shared<const engram::SafetensorsFile>("model.safetensors");
+//   auto hasher = std::make_shared<const engram::NgramHasher>(config, lookup, /*layer_id=*/15);
+//   auto layer = engram::EngramLayer::load(config, file, hasher, {.prefix = "layers.15.engram."});
+//   engram::EngramLayer::Workspace ws;
+//   layer.forward_tokens(input_ids, hidden, B, T, out, ws);        // or forward(hash_ids, ...)
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "engram/error.hpp"
+#include "engram/hashing/ngram_hasher.hpp"
+#include "engram/io/config.hpp"
+#include "engram/io/safetensors.hpp"
+#include "engram/layer/checkpoint.hpp"
+#include "engram/layer/decode_state.hpp"
+#include "engram/layer/detail/layer_common.hpp"
+#include "engram/nn/detail/eigen_support.hpp"
+#include "engram/nn/gate.hpp"
+#include "engram/nn/linear.hpp"
+#include "engram/nn/rms_norm.hpp"
+#include "engram/nn/short_conv.hpp"
+
+namespace engram {
+
+/// The demo Engram layer.
+/// @tparam Scalar float (the common case) or double.
+/// @tparam HashPolicy the n-gram hash of the token-id front end (NumpyMultiplyXor: the reference).
+template <class Scalar = float, NgramHashPolicy HashPolicy = NumpyMultiplyXor>
+class EngramLayerT {
+ public:
+  using Weights = EngramWeightsT<Scalar>;
+  using State = EngramDecodeStateT<Scalar>;
+  using Workspace = EngramWorkspaceT<Scalar>;
+  using Hasher = NgramHasherT<HashPolicy>;
+  /// Largest hc_mult supported (per-token gates live on the stack).
+  static constexpr int64_t kMaxHcMult = 64;
+
+  /// A layer over loaded weights, with an optional token-id front end.
+  explicit EngramLayerT(std::shared_ptr<const Weights> weights,
+                        std::shared_ptr<const Hasher> hasher = nullptr)
+      : weights_(std::move(weights)), hasher_(std::move(hasher)) {
+    ENGRAM_CHECK(weights_ != nullptr, "EngramLayer: no weights");
+    if (hasher_) detail::check_hasher(kWho, *hasher_, weights_->table);
+    const EngramConfig& c = weights_->config;
+    ENGRAM_CHECK(c.hc_mult <= kMaxHcMult, "EngramLayer: hc_mult ", c.hc_mult,
+                 " exceeds the supported maximum of ", kMaxHcMult);
+    d_ = c.hidden_size;
+    hc_ = c.hc_mult;
+    cols_ = c.num_columns();
+    const int64_t m = c.memory_dim();
+    kv_ = LinearT<Scalar>(weights_->kv_weight, (hc_ + 1) * d_, m, weights_->kv_bias);
+    gate_ = EngramGateT<Scalar>(d_, hc_, weights_->key_norm, weights_->query_norm, kGateNormEps);
+    conv_ = ShortConvT<Scalar>(d_, hc_, c.kernel_size, c.max_ngram_size, weights_->conv_weight,
+                               weights_->conv_norm, kConvNormEps);
+  }
+
+  /// Loads from a checkpoint (see checkpoint.hpp for names, shapes and options).
+  static EngramLayerT load(const EngramConfig& config, std::shared_ptr<const SafetensorsFile> file,
+                           const CheckpointOptions& options = {}) {
+    return EngramLayerT(std::make_shared<const Weights>(
+        load_engram_weights<Scalar>(config, std::move(file), options)));
+  }
+  static EngramLayerT load(const EngramConfig& config, const std::string& path,
+                           const CheckpointOptions& options = {}) {
+    return load(config, std::make_shared<const SafetensorsFile>(path), options);
+  }
+  /// Loads with a token-id front end; the table's column sizes are the hasher's primes.
+  static EngramLayerT load(const EngramConfig& config, std::shared_ptr<const SafetensorsFile> file,
+                           std::shared_ptr<const Hasher> hasher, CheckpointOptions options = {}) {
+    ENGRAM_CHECK(hasher != nullptr, "EngramLayer::load: no hasher");
+    if (options.column_rows.empty())
+      options.column_rows.assign(hasher->primes().begin(), hasher->primes().end());
+    return EngramLayerT(std::make_shared<const Weights>(
+                            load_engram_weights<Scalar>(config, std::move(file), options)),
+                        std::move(hasher));
+  }
+
+  const EngramConfig& config() const noexcept { return weights_->config; }
+  const Weights& weights() const noexcept { return *weights_; }
+  int64_t hidden_size() const noexcept { return d_; }
+  int64_t hc_mult() const noexcept { return hc_; }
+  int64_t num_columns() const noexcept { return cols_; }
+  const LinearT<Scalar>& projection() const noexcept { return kv_; }
+  const EngramGateT<Scalar>& gate() const noexcept { return gate_; }
+  const ShortConvT<Scalar>& short_conv() const noexcept { return conv_; }
+  /// The token-id front end, or null.
+  const Hasher* hasher() const noexcept { return hasher_.get(); }
+
+  /// A state at the start of a sequence.
+  State make_state() const {
+    return State(conv_.history_rows(), hc_ * d_,
+                 hasher_ ? hasher_->initial_state() : NgramHashState{});
+  }
+
+  /// Pre-sizes `ws` for calls of up to `tokens` tokens in up to `sequences` sequences.
+  void reserve(Workspace& ws, int64_t tokens, int64_t sequences = 1) const {
+    const int64_t c = hc_ * d_;
+    ws.memory_.ensure(static_cast<size_t>(tokens * kv_.in_features()));
+    if constexpr (!std::is_same_v<Scalar, float>)
+      ws.memory_f32_.ensure(static_cast<size_t>(tokens * kv_.in_features()));
+    ws.kv_.ensure(static_cast<size_t>(tokens * kv_.out_features()));
+    ws.normed_.ensure(static_cast<size_t>(tokens * c));
+    ws.token_segment_.ensure(static_cast<size_t>(tokens));
+    ws.segment_start_.ensure(static_cast<size_t>(sequences));
+    ws.hashed_ids_.ensure(static_cast<size_t>(tokens * cols_));
+    auto gathers = ws.gather_workspaces(detail::kernel_threads());
+    for (auto& g : gathers) g.reserve(tokens * cols_);
+  }
+
+  /// Whole sequences: hash_ids [B, T, cols], hidden and out [B, T, hc, d].
+  void forward(std::span<const int64_t> hash_ids, std::span<const Scalar> hidden, int64_t batch,
+               int64_t seq_len, std::span<Scalar> out, Workspace& ws) const {
+    run(hash_ids, hidden, detail::uniform_segments(kWho, batch, seq_len), out, {}, ws);
+  }
+
+  /// A chunk of T new tokens for each of B sequences, continuing and updating states[b].
+  void forward(std::span<const int64_t> hash_ids, std::span<const Scalar> hidden, int64_t batch,
+               int64_t seq_len, std::span<Scalar> out, std::span<State* const> states,
+               Workspace& ws) const {
+    ENGRAM_CHECK(static_cast<int64_t>(states.size()) == batch, kWho, ": ", states.size(),
+                 " states for a batch of ", batch, " sequences");
+    run(hash_ids, hidden, detail::uniform_segments(kWho, batch, seq_len), out, states, ws);
+  }
+
+  /// Chunks of lengths[s] tokens for sequences s, packed back to back ([sum(lengths), ...]);
+  /// states empty (each chunk is a whole sequence) or one per sequence.
+  void forward_ragged(std::span<const int64_t> hash_ids, std::span<const Scalar> hidden,
+                      std::span<const int64_t> lengths, std::span<Scalar> out,
+                      std::span<State* const> states, Workspace& ws) const {
+    ENGRAM_CHECK(states.empty() || states.size() == lengths.size(), kWho, ": ", states.size(),
+                 " states for ", lengths.size(), " sequences");
+    run(hash_ids, hidden, detail::ragged_segments(kWho, lengths), out, states, ws);
+  }
+
+  /// Whole sequences from token ids [B, T] (needs a hasher); live empty or [B, T].
+  void forward_tokens(std::span<const int64_t> input_ids, std::span<const Scalar> hidden,
+                      int64_t batch, int64_t seq_len, std::span<Scalar> out, Workspace& ws,
+                      std::span<const uint8_t> live = {}) const {
+    const auto segments = detail::uniform_segments(kWho, batch, seq_len);
+    const int64_t tokens = segments.total();
+    check_args_tokens(hidden, out, tokens);
+    const Hasher& hasher = require_hasher();
+    detail::check_token_ids(kWho, hasher, input_ids, batch, seq_len, live);
+    int64_t* ids = ws.hashed_ids_.ensure(static_cast<size_t>(tokens * cols_));
+    hasher.hash(input_ids, batch, seq_len,
+                std::span<int64_t>(ids, static_cast<size_t>(tokens * cols_)), live);
+    run({ids, static_cast<size_t>(tokens * cols_)}, hidden, segments, out, {}, ws);
+  }
+
+  /// A chunk of T token ids for each of B sequences, continuing and updating states[b].
+  void forward_tokens(std::span<const int64_t> input_ids, std::span<const Scalar> hidden,
+                      int64_t batch, int64_t seq_len, std::span<Scalar> out,
+                      std::span<State* const> states, Workspace& ws,
+                      std::span<const uint8_t> live = {}) const {
+    const auto segments = detail::uniform_segments(kWho, batch, seq_len);
+    const int64_t tokens = segments.total();
+    ENGRAM_CHECK(static_cast<int64_t>(states.size()) == batch, kWho, ": ", states.size(),
+                 " states for a batch of ", batch, " sequences");
+    check_args_tokens(hidden, out, tokens);
+    check_states(states);
+    const Hasher& hasher = require_hasher();
+    detail::check_token_ids(kWho, hasher, input_ids, batch, seq_len, live);
+    int64_t* ids = ws.hashed_ids_.ensure(static_cast<size_t>(tokens * cols_));
+    detail::hash_token_chunks(
+        kWho, hasher, input_ids, batch, seq_len, live,
+        [&](int64_t b) -> NgramHashState& { return states[b]->hash_state_; }, ids);
+    run({ids, static_cast<size_t>(tokens * cols_)}, hidden, segments, out, states, ws);
+  }
+
+  /// The readable spec: the PyTorch module step by step (separate key projections and norms, plain
+  /// loops, double sums). Whole sequences; allocates.
+  void forward_reference(std::span<const int64_t> hash_ids, std::span<const Scalar> hidden,
+                         int64_t batch, int64_t seq_len, std::span<Scalar> out) const {
+    const auto segments = detail::uniform_segments(kWho, batch, seq_len);
+    const int64_t tokens = segments.total(), c = hc_ * d_, m = kv_.in_features();
+    check_args(hash_ids, hidden, out, tokens);
+    detail::check_hash_ids(kWho, weights_->table, hash_ids.data(), segments, nullptr);
+    const std::vector<Scalar> e =
+        detail::gather_memory_reference<Scalar>(weights_->table, hash_ids);
+    const Weights& w = *weights_;
+    std::vector<Scalar> key(static_cast<size_t>(d_)), value(static_cast<size_t>(d_));
+    std::vector<Scalar> y(static_cast<size_t>(tokens * c)), conv(static_cast<size_t>(tokens * c));
+    for (int64_t t = 0; t < tokens; ++t) {
+      const Scalar* et = e.data() + t * m;
+      reference::linear(et, w.kv_weight.data() + hc_ * d_ * m, w.kv_bias.data() + hc_ * d_,
+                        value.data(), 1, m, d_);
+      for (int64_t i = 0; i < hc_; ++i) {
+        reference::linear(et, w.kv_weight.data() + i * d_ * m, w.kv_bias.data() + i * d_,
+                          key.data(), 1, m, d_);
+        const Scalar alpha = reference::engram_gate(key.data(), hidden.data() + t * c + i * d_,
+                                                    w.key_norm.data() + i * d_,
+                                                    w.query_norm.data() + i * d_, d_, kGateNormEps);
+        for (int64_t j = 0; j < d_; ++j) y[t * c + i * d_ + j] = alpha * value[j];
+      }
+    }
+    for (int64_t b = 0; b < batch; ++b)
+      reference::short_conv(y.data() + b * seq_len * c, seq_len, hc_, d_, config().kernel_size,
+                            config().max_ngram_size, w.conv_weight.data(), w.conv_norm.data(),
+                            conv.data() + b * seq_len * c, kConvNormEps);
+    for (int64_t i = 0; i < tokens * c; ++i) out[i] = y[i] + conv[i];
+  }
+
+ private:
+  static constexpr std::string_view kWho = "EngramLayer";
+
+  void check_args(std::span<const int64_t> hash_ids, std::span<const Scalar> hidden,
+                  std::span<Scalar> out, int64_t tokens) const {
+    detail::check_size(kWho, "hash_ids", hash_ids.size(), tokens, cols_, "[B, T, cols]");
+    detail::check_size(kWho, "hidden", hidden.size(), tokens, hc_ * d_, "[B, T, hc, d]");
+    detail::check_size(kWho, "out", out.size(), tokens, hc_ * d_, "[B, T, hc, d]");
+  }
+
+  void check_args_tokens(std::span<const Scalar> hidden, std::span<Scalar> out,
+                         int64_t tokens) const {
+    detail::check_size(kWho, "hidden", hidden.size(), tokens, hc_ * d_, "[B, T, hc, d]");
+    detail::check_size(kWho, "out", out.size(), tokens, hc_ * d_, "[B, T, hc, d]");
+  }
+
+  const Hasher& require_hasher() const {
+    ENGRAM_CHECK(hasher_ != nullptr, kWho,
+                 ": forward_tokens needs a hasher (load the layer with an NgramHasher)");
+    return *hasher_;
+  }
+
+  void check_states(std::span<State* const> states) const {
+    for (size_t s = 0; s < states.size(); ++s) {
+      ENGRAM_CHECK(states[s] != nullptr, kWho, ": state ", s, " is null");
+      ENGRAM_CHECK(states[s]->history_rows_ == conv_.history_rows() &&
+                       states[s]->channels_ == hc_ * d_ &&
+                       static_cast<int64_t>(states[s]->conv_history_.size()) ==
+                           conv_.history_rows() * hc_ * d_,
+                   kWho, ": state ", s, " has a conv history of [", states[s]->history_rows_, ", ",
+                   states[s]->channels_, "], expected [", conv_.history_rows(), ", ", hc_ * d_,
+                   "] (make states with make_state())");
+    }
+  }
+
+  void run(std::span<const int64_t> hash_ids, std::span<const Scalar> hidden,
+           const detail::Segments& segments, std::span<Scalar> out, std::span<State* const> states,
+           Workspace& ws) const {
+    const int64_t tokens = segments.total();
+    check_args(hash_ids, hidden, out, tokens);
+    check_states(states);
+    detail::check_hash_ids(kWho, weights_->table, hash_ids.data(), segments, nullptr);
+    if (tokens == 0) return;
+
+    const int64_t c = hc_ * d_, n = kv_.out_features(), m = kv_.in_features();
+    Scalar* e = ws.memory_.ensure(static_cast<size_t>(tokens * m));
+    Scalar* kv = ws.kv_.ensure(static_cast<size_t>(tokens * n));
+    Scalar* normed = ws.normed_.ensure(static_cast<size_t>(tokens * c));
+    int64_t* token_segment = ws.token_segment_.ensure(static_cast<size_t>(tokens));
+    int64_t* segment_start = ws.segment_start_.ensure(static_cast<size_t>(segments.count));
+    for (int64_t s = 0, token = 0; s < segments.count; ++s) {
+      segment_start[s] = token;
+      for (const int64_t end = token + segments.length(s); token < end; ++token)
+        token_segment[token] = s;
+    }
+
+    detail::gather_memory(weights_->table, hash_ids.data(), tokens, e, ws.memory_f32_,
+                          ws.gather_workspaces(detail::kernel_threads()));
+    kv_.forward(e, tokens, kv, /*add_bias=*/false);
+
+    const Scalar* bias = kv_.bias().data();
+    const Scalar* h = hidden.data();
+    Scalar* y = out.data();
+    detail::parallel_for(tokens, 16, [&](int64_t begin, int64_t end, int) {
+      Scalar alpha[kMaxHcMult];
+      for (int64_t t = begin; t < end; ++t) {
+        Scalar* row = kv + t * n;
+        detail::ArrayMap<Scalar>(row, n) += detail::ConstArrayMap<Scalar>(bias, n);
+        gate_.forward(row, h + t * c, alpha);
+        const detail::ConstArrayMap<Scalar> value(row + hc_ * d_, d_);
+        for (int64_t i = 0; i < hc_; ++i)
+          detail::ArrayMap<Scalar>(y + t * c + i * d_, d_) = alpha[i] * value;
+        conv_.normalize_scaled(row + hc_ * d_, alpha, normed + t * c);
+      }
+    });
+
+    // Conv over time: step p of a sequence reads steps p - back of this chunk, or before it the
+    // sequence's history ring (whole sequences: zeros).
+    const int64_t k = conv_.kernel_size(), dilation = conv_.dilation();
+    const int64_t history = conv_.history_rows();
+    detail::parallel_for(tokens, 16, [&](int64_t begin, int64_t end, int) {
+      const Scalar* sources[ShortConvT<Scalar>::kMaxKernelSize];
+      for (int64_t t = begin; t < end; ++t) {
+        const int64_t s = token_segment[t], p = t - segment_start[s];
+        const State* state = states.empty() ? nullptr : states[s];
+        for (int64_t tap = 0; tap < k; ++tap) {
+          const int64_t q = p - (k - 1 - tap) * dilation;
+          if (q >= 0)
+            sources[tap] = normed + (t - p + q) * c;
+          else if (state != nullptr)
+            sources[tap] =
+                state->conv_history_.data() + ((state->history_head_ + history + q) % history) * c;
+          else
+            sources[tap] = nullptr;
+        }
+        conv_.convolve_row(sources, y + t * c, /*accumulate=*/true);
+      }
+    });
+
+    // Each state keeps the last `history` normed rows: the chunk's newest rows enter its ring.
+    for (int64_t s = 0; s < static_cast<int64_t>(states.size()); ++s) {
+      State& state = *states[s];
+      const int64_t len = segments.length(s);
+      const Scalar* rows = normed + segment_start[s] * c;
+      for (int64_t p = std::max<int64_t>(0, len - history); p < len; ++p) {
+        std::copy_n(rows + p * c, c, state.conv_history_.data() + state.history_head_ * c);
+        state.history_head_ = (state.history_head_ + 1) % history;
+      }
+      state.position_ += len;
+    }
+  }
+
+  std::shared_ptr<const Weights> weights_;
+  std::shared_ptr<const Hasher> hasher_;
+  int64_t d_ = 0;
+  int64_t hc_ = 0;
+  int64_t cols_ = 0;
+  LinearT<Scalar> kv_;
+  EngramGateT<Scalar> gate_;
+  ShortConvT<Scalar> conv_;
+};
+
+using EngramLayer = EngramLayerT<float>;
+using EngramDecodeState = EngramDecodeStateT<float>;
+using EngramWorkspace = EngramWorkspaceT<float>;
+
+}  // namespace engram

@@ -1,0 +1,125 @@
+// Runs build/bin/engram as a user would and checks its files against the oracle's goldens:
+// forward (both variants, whole and chunked), hash, compress-vocab, and the exit codes of errors.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include "engram/io/safetensors.hpp"
+#include "support/test_data.hpp"
+
+namespace engram {
+namespace {
+
+using ::testing::HasSubstr;
+
+struct CliRun {
+  int status;
+  std::string output;
+};
+
+CliRun run(const std::string& args) {
+  const std::string cmd = std::string(ENGRAM_CLI_PATH) + " " + args + " 2>&1";
+  CliRun r{0, ""};
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  char buf[4096];
+  while (pipe && std::fgets(buf, sizeof buf, pipe)) r.output += buf;
+  const int raw = pipe ? ::pclose(pipe) : -1;
+  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  return r;
+}
+
+std::string tmp(const std::string& name) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("engram_cli_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  return (dir / name).string();
+}
+
+const std::string kLookup = test::data_path("tokenizer/deepseek_v3/lookup.safetensors");
+
+class CliForward : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CliForward, MatchesTheOracleWholeAndChunked) {
+  const std::string dir = test::data_path("layer/" + GetParam());
+  const SafetensorsFile expected(dir + "/expected.safetensors");
+  const std::string layer = expected.metadata().at("layer_id");
+  const auto want = expected.at("output").copy_as<float>();
+  const auto want_ids = expected.read_int64("hash_ids");
+  float scale = 0;
+  for (float v : want) scale = std::max(scale, std::abs(v));
+  for (const char* chunk : {"0", "1", "7"}) {
+    SCOPED_TRACE(std::string("chunk ") + chunk);
+    const std::string out = tmp(GetParam() + "_" + chunk + ".safetensors");
+    const CliRun r = run("forward --config " + dir + "/config.json --lookup " + kLookup +
+                      " --weights " + dir + "/weights.safetensors --layer " + layer + " --chunk " +
+                      chunk + " --input " + dir + "/inputs.safetensors -o " + out);
+    ASSERT_EQ(r.status, 0) << r.output;
+    const SafetensorsFile got(out);
+    EXPECT_EQ(got.read_int64("hash_ids"), want_ids);
+    const auto values = got.at("output").copy_as<float>();
+    ASSERT_EQ(values.size(), want.size());
+    float err = 0;
+    for (size_t i = 0; i < values.size(); ++i) err = std::max(err, std::abs(values[i] - want[i]));
+    EXPECT_LE(err, 1e-4f * scale);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Goldens, CliForward,
+                         ::testing::Values("demo_a", "demo_b", "demo_c", "demo_d", "fused_a",
+                                           "fused_b", "fused_c"));
+
+TEST(Cli, HashWritesTheOracleIds) {
+  const std::string dir = test::data_path("layer/demo_a");
+  const std::string out = tmp("hash.safetensors");
+  const CliRun r = run("hash --config " + dir + "/config.json --lookup " + kLookup +
+                    " --layer 15 --input " + dir + "/inputs.safetensors -o " + out);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(SafetensorsFile(out).read_int64("hash_ids"),
+            SafetensorsFile(dir + "/expected.safetensors").read_int64("hash_ids"));
+}
+
+TEST(Cli, CompressVocabReproducesTheHuggingFaceTable) {
+  const std::string out = tmp("lookup.safetensors");
+  const CliRun r = run("compress-vocab " + test::data_path("tokenizer/deepseek_v3/tokenizer.json.gz") +
+                    " -o " + out);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("vocab 128815 -> 98627 (reduction 23.4%)"));
+  EXPECT_EQ(SafetensorsFile(out).read_int64("lookup"),
+            SafetensorsFile(kLookup).read_int64("lookup"));
+}
+
+TEST(Cli, BadInputIsOneErrorLineAndStatusOne) {
+  const std::string bad = tmp("bad.json");
+  {
+    std::FILE* f = std::fopen(bad.c_str(), "w");
+    std::fputs("{\"model\": ", f);
+    std::fclose(f);
+  }
+  const CliRun r = run("compress-vocab " + bad + " -o " + tmp("x.safetensors"));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.output, HasSubstr("engram: error: "));
+  EXPECT_THAT(r.output, HasSubstr(bad));
+  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1);
+  const std::string dir = test::data_path("layer/demo_a");
+  const CliRun layer =
+      run("hash --config " + dir + "/config.json --lookup " + kLookup + " --layer 2 --input " +
+          dir + "/inputs.safetensors -o " + tmp("h.safetensors"));
+  EXPECT_EQ(layer.status, 1);
+  EXPECT_THAT(layer.output, HasSubstr("layer 2 is not in layer_ids"));
+}
+
+TEST(Cli, BadUsageIsStatusTwo) {
+  EXPECT_EQ(run("").status, 2);
+  EXPECT_EQ(run("frobnicate").status, 2);
+  EXPECT_EQ(run("hash --config").status, 2);
+  EXPECT_EQ(run("forward --chunk seven").status, 2);
+}
+
+}  // namespace
+}  // namespace engram

@@ -1,0 +1,424 @@
+// The demo Engram layer against the PyTorch oracle's goldens (tests/data/layer/demo_*): whole
+// sequences, chunked (1, 7, random, ragged) == whole, fast == reference, thread counts,
+// prefixed whole-model checkpoints, BF16 weights, no allocation in steady state, error messages.
+#include "engram/layer/engram_layer.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <new>
+#include <random>
+
+#include "engram/detail/float16.hpp"
+#include "layer/layer_golden.hpp"
+
+// Counts global operator new calls, to check that forward does not allocate in steady state.
+// (noinline: GCC would otherwise see free() applied to an operator-new pointer and warn.)
+namespace {
+std::atomic<int64_t> g_allocations{0};
+}  // namespace
+__attribute__((noinline)) void* operator new(size_t size) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  throw std::bad_alloc();
+}
+__attribute__((noinline)) void operator delete(void* p) noexcept { std::free(p); }
+__attribute__((noinline)) void operator delete(void* p, size_t) noexcept { std::free(p); }
+
+namespace engram {
+namespace {
+
+using test::LayerGolden;
+using test::load_layer_golden;
+using test::relative_max_error;
+using ::testing::HasSubstr;
+
+constexpr double kOracleTolerance = 1e-4;  // relative to the output's largest magnitude
+constexpr double kChunkTolerance = 1e-5;
+
+const char* const kDemoGoldens[] = {"demo_a", "demo_b", "demo_c", "demo_d"};
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+/// Runs the whole batch through `layer` in chunks whose lengths come from `next_chunk`.
+template <class Layer, class NextChunk>
+std::vector<float> run_chunked(const Layer& layer, const LayerGolden& g, NextChunk next_chunk) {
+  const int64_t cols = layer.num_columns(), w = g.width(), B = g.batch, T = g.seq_len;
+  std::vector<typename Layer::State> states;
+  for (int64_t b = 0; b < B; ++b) states.push_back(layer.make_state());
+  std::vector<typename Layer::State*> state_ptrs;
+  for (auto& s : states) state_ptrs.push_back(&s);
+  typename Layer::Workspace ws;
+  std::vector<float> out(g.expected.size(), -1.0f);
+  for (int64_t t0 = 0; t0 < T;) {
+    const int64_t len = std::min(next_chunk(), T - t0);
+    std::vector<int64_t> ids(B * len * cols);
+    std::vector<float> hidden(B * len * w), chunk_out(B * len * w);
+    for (int64_t b = 0; b < B; ++b) {
+      std::copy_n(g.hash_ids.begin() + (b * T + t0) * cols, len * cols,
+                  ids.begin() + b * len * cols);
+      std::copy_n(g.hidden.begin() + (b * T + t0) * w, len * w, hidden.begin() + b * len * w);
+    }
+    layer.forward(ids, hidden, B, len, chunk_out, state_ptrs, ws);
+    for (int64_t b = 0; b < B; ++b)
+      std::copy_n(chunk_out.begin() + b * len * w, len * w, out.begin() + (b * T + t0) * w);
+    t0 += len;
+  }
+  for (auto& s : states) EXPECT_EQ(s.position(), T);
+  return out;
+}
+
+class EngramLayerGoldenTest : public ::testing::TestWithParam<const char*> {
+ protected:
+  void SetUp() override {
+    g_ = load_layer_golden(GetParam());
+    ASSERT_EQ(g_.config.variant, Variant::kDemo);
+  }
+  EngramLayer load(const CheckpointOptions& options) const {
+    return EngramLayer::load(g_.config, g_.weights, options);
+  }
+  CheckpointOptions with_primes() const { return {.prefix = "", .column_rows = g_.primes}; }
+  LayerGolden g_;
+};
+
+TEST_P(EngramLayerGoldenTest, WholeSequencesMatchOracle) {
+  SCOPED_TRACE(g_.name);
+  for (const bool primes : {true, false}) {
+    SCOPED_TRACE(primes ? "column_rows from primes" : "column_rows from offsets");
+    const EngramLayer layer = load(primes ? with_primes() : CheckpointOptions{});
+    EngramLayer::Workspace ws;
+    std::vector<float> out(g_.expected.size(), -1.0f);
+    layer.forward(g_.hash_ids, g_.hidden, g_.batch, g_.seq_len, out, ws);
+    const double err = relative_max_error(out, g_.expected);
+    RecordProperty("relative_error_fast", std::to_string(err));
+    EXPECT_LT(err, kOracleTolerance);
+    // a second call on the same workspace gives the same bits
+    std::vector<float> again(out.size());
+    layer.forward(g_.hash_ids, g_.hidden, g_.batch, g_.seq_len, again, ws);
+    EXPECT_EQ(out, again);
+  }
+}
+
+TEST_P(EngramLayerGoldenTest, ReferenceMatchesOracleAndFastPath) {
+  SCOPED_TRACE(g_.name);
+  const EngramLayer layer = load(with_primes());
+  std::vector<float> ref(g_.expected.size()), fast(g_.expected.size());
+  layer.forward_reference(g_.hash_ids, g_.hidden, g_.batch, g_.seq_len, ref);
+  EXPECT_LT(relative_max_error(ref, g_.expected), kOracleTolerance);
+  EngramLayer::Workspace ws;
+  layer.forward(g_.hash_ids, g_.hidden, g_.batch, g_.seq_len, fast, ws);
+  EXPECT_LT(relative_max_error(fast, ref), kChunkTolerance);
+}
+
+TEST_P(EngramLayerGoldenTest, AnyChunkingEqualsWhole) {
+  SCOPED_TRACE(g_.name);
+  const EngramLayer layer = load(with_primes());
+  EngramLayer::Workspace ws;
+  std::vector<float> whole(g_.expected.size());
+  layer.forward(g_.hash_ids, g_.hidden, g_.batch, g_.seq_len, whole, ws);
+  for (const int64_t chunk : {1, 7, 16}) {
+    SCOPED_TRACE("chunk " + std::to_string(chunk));
+    const auto out = run_chunked(layer, g_, [&] { return chunk; });
+    EXPECT_LT(relative_max_error(out, whole), kChunkTolerance);
+    EXPECT_LT(relative_max_error(out, g_.expected), kOracleTolerance);
+  }
+  std::mt19937 rng(42);
+  for (int trial = 0; trial < 3; ++trial) {
+    SCOPED_TRACE("random chunks, trial " + std::to_string(trial));
+    const auto out = run_chunked(layer, g_, [&] { return int64_t(1 + rng() % 11); });
+    EXPECT_LT(relative_max_error(out, whole), kChunkTolerance);
+  }
+}
+
+TEST_P(EngramLayerGoldenTest, RaggedChunksEqualWhole) {
+  SCOPED_TRACE(g_.name);
+  const EngramLayer layer = load(with_primes());
+  const int64_t cols = layer.num_columns(), w = g_.width(), B = g_.batch, T = g_.seq_len;
+  EngramLayer::Workspace ws;
+  std::vector<float> whole(g_.expected.size());
+  layer.forward(g_.hash_ids, g_.hidden, B, T, whole, ws);
+
+  std::vector<EngramDecodeState> states;
+  for (int64_t b = 0; b < B; ++b) states.push_back(layer.make_state());
+  std::vector<EngramDecodeState*> state_ptrs;
+  for (auto& s : states) state_ptrs.push_back(&s);
+  std::vector<int64_t> done(B, 0);
+  std::vector<float> out(whole.size(), -1.0f);
+  std::mt19937 rng(7);
+  while (std::any_of(done.begin(), done.end(), [&](int64_t d) { return d < T; })) {
+    std::vector<int64_t> lengths(B);
+    for (int64_t b = 0; b < B; ++b) lengths[b] = std::min<int64_t>(T - done[b], rng() % 9);
+    int64_t total = 0;
+    for (int64_t l : lengths) total += l;
+    std::vector<int64_t> ids;
+    std::vector<float> hidden;
+    for (int64_t b = 0; b < B; ++b) {
+      ids.insert(ids.end(), g_.hash_ids.begin() + (b * T + done[b]) * cols,
+                 g_.hash_ids.begin() + (b * T + done[b] + lengths[b]) * cols);
+      hidden.insert(hidden.end(), g_.hidden.begin() + (b * T + done[b]) * w,
+                    g_.hidden.begin() + (b * T + done[b] + lengths[b]) * w);
+    }
+    std::vector<float> chunk_out(total * w);
+    layer.forward_ragged(ids, hidden, lengths, chunk_out, state_ptrs, ws);
+    for (int64_t b = 0, at = 0; b < B; ++b) {
+      std::copy_n(chunk_out.begin() + at * w, lengths[b] * w, out.begin() + (b * T + done[b]) * w);
+      at += lengths[b];
+      done[b] += lengths[b];
+    }
+  }
+  EXPECT_LT(relative_max_error(out, whole), kChunkTolerance);
+}
+
+TEST_P(EngramLayerGoldenTest, InPlaceOutputEqualsSeparateOutput) {
+  SCOPED_TRACE(g_.name);
+  const EngramLayer layer = load(with_primes());
+  EngramLayer::Workspace ws;
+  std::vector<float> out(g_.expected.size());
+  layer.forward(g_.hash_ids, g_.hidden, g_.batch, g_.seq_len, out, ws);
+  std::vector<float> in_place = g_.hidden;
+  layer.forward(g_.hash_ids, in_place, g_.batch, g_.seq_len, in_place, ws);
+  EXPECT_EQ(in_place, out);
+}
+
+TEST_P(EngramLayerGoldenTest, ThreadCountsAgree) {
+  SCOPED_TRACE(g_.name);
+  const EngramLayer layer = load(with_primes());
+  const int saved = Eigen::nbThreads();
+  std::vector<std::vector<float>> outs;
+  for (const int threads : {1, 2, 3}) {
+    Eigen::setNbThreads(threads);
+    EngramLayer::Workspace ws;
+    outs.emplace_back(g_.expected.size());
+    layer.forward(g_.hash_ids, g_.hidden, g_.batch, g_.seq_len, outs.back(), ws);
+  }
+  Eigen::setNbThreads(saved);
+  EXPECT_LT(relative_max_error(outs[1], outs[0]), 1e-6);
+  EXPECT_LT(relative_max_error(outs[2], outs[0]), 1e-6);
+}
+
+TEST_P(EngramLayerGoldenTest, SteadyStateDoesNotAllocate) {
+  SCOPED_TRACE(g_.name);
+  const EngramLayer layer = load(with_primes());
+  EngramLayer::Workspace ws;
+  std::vector<float> out(g_.expected.size());
+  auto state = layer.make_state();
+  EngramDecodeState* state_ptr = &state;
+  const int64_t cols = layer.num_columns(), w = g_.width();
+  const std::span<const int64_t> ids1(g_.hash_ids.data(), cols);
+  const std::span<const float> h1(g_.hidden.data(), w);
+  const std::span<float> o1(out.data(), w);
+  layer.forward(g_.hash_ids, g_.hidden, g_.batch, g_.seq_len, out, ws);  // warm-up
+  layer.forward(ids1, h1, 1, 1, o1, {&state_ptr, 1}, ws);
+  const int64_t before = g_allocations.load();
+  layer.forward(g_.hash_ids, g_.hidden, g_.batch, g_.seq_len, out, ws);
+  for (int i = 0; i < 5; ++i) layer.forward(ids1, h1, 1, 1, o1, {&state_ptr, 1}, ws);
+  EXPECT_EQ(g_allocations.load() - before, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Goldens, EngramLayerGoldenTest, ::testing::ValuesIn(kDemoGoldens),
+                         [](const auto& info) { return std::string(info.param); });
+
+// ------------------------------------------------------------------ checkpoints
+
+/// Writes the golden's tensors to `path` under `prefix`, with `edit` applied, plus an unrelated
+/// tensor.
+void write_checkpoint(const LayerGolden& g, const std::string& path, const std::string& prefix,
+                      const std::function<void(std::vector<TensorWrite>&)>& edit = {}) {
+  std::vector<TensorWrite> tensors;
+  static const float kOther[3] = {1, 2, 3};
+  tensors.push_back(tensor_write("layers.0.attn.weight", {3}, std::span<const float>(kOther)));
+  for (const TensorView& t : g.weights->tensors())
+    tensors.push_back({prefix + t.name, t.dtype, t.shape, t.bytes});
+  if (edit) edit(tensors);
+  save_safetensors(path, tensors);
+}
+
+std::string temp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() /
+          ("engram_layer_test_" + std::to_string(::getpid()) + "_" + name))
+      .string();
+}
+
+TEST(EngramLayerCheckpoint, PrefixedWholeModelCheckpointGivesSameOutput) {
+  const LayerGolden g = load_layer_golden("demo_a");
+  const std::string path = temp_path("prefixed.safetensors");
+  write_checkpoint(g, path, "layers.15.engram.");
+  const auto layer =
+      EngramLayer::load(g.config, path, {.prefix = "layers.15.engram.", .column_rows = g.primes});
+  const auto plain =
+      EngramLayer::load(g.config, g.weights, {.prefix = "", .column_rows = g.primes});
+  EngramLayer::Workspace ws;
+  std::vector<float> a(g.expected.size()), b(g.expected.size());
+  layer.forward(g.hash_ids, g.hidden, g.batch, g.seq_len, a, ws);
+  plain.forward(g.hash_ids, g.hidden, g.batch, g.seq_len, b, ws);
+  EXPECT_EQ(a, b);
+  EXPECT_THAT(error_of([&] { EngramLayer::load(g.config, path, {.prefix = "layers.14.engram."}); }),
+              HasSubstr("missing tensor 'layers.14.engram.multi_head_embedding.embedding.weight'"));
+  std::remove(path.c_str());
+}
+
+TEST(EngramLayerCheckpoint, TableIsViewedNotCopied) {
+  const LayerGolden g = load_layer_golden("demo_a");
+  const auto layer = EngramLayer::load(g.config, g.weights);
+  const TensorView& table = g.weights->at("multi_head_embedding.embedding.weight");
+  const auto& view = std::get<EmbeddingTableT<codec::F32>>(layer.weights().table);
+  EXPECT_EQ(view.row_storage().data(), table.bytes.data());
+  EXPECT_EQ(std::vector<int64_t>(view.column_rows().begin(), view.column_rows().end()), g.primes);
+}
+
+TEST(EngramLayerCheckpoint, Bf16WeightsLoadAndFastMatchesReference) {
+  const LayerGolden g = load_layer_golden("demo_c");
+  std::vector<std::vector<BFloat16>> storage;
+  const std::string path = temp_path("bf16.safetensors");
+  write_checkpoint(g, path, "", [&](std::vector<TensorWrite>& tensors) {
+    storage.reserve(tensors.size());
+    for (auto& t : tensors) {
+      if (t.dtype != DType::kF32) continue;
+      std::vector<float> values(t.bytes.size() / 4);
+      std::memcpy(values.data(), t.bytes.data(), t.bytes.size());
+      auto& converted = storage.emplace_back(values.size());
+      for (size_t i = 0; i < values.size(); ++i) converted[i] = to_bfloat16(values[i]);
+      t.dtype = DType::kBF16;
+      t.bytes = std::as_bytes(std::span<const BFloat16>(converted));
+    }
+  });
+  const auto layer = EngramLayer::load(g.config, path, {.prefix = "", .column_rows = g.primes});
+  EXPECT_TRUE(std::holds_alternative<EmbeddingTableT<codec::BF16>>(layer.weights().table));
+  EngramLayer::Workspace ws;
+  std::vector<float> out(g.expected.size()), ref(g.expected.size());
+  layer.forward(g.hash_ids, g.hidden, g.batch, g.seq_len, out, ws);
+  layer.forward_reference(g.hash_ids, g.hidden, g.batch, g.seq_len, ref);
+  EXPECT_LT(relative_max_error(out, ref), kChunkTolerance);
+  const double err = relative_max_error(out, g.expected);
+  EXPECT_LT(err, 3e-2);  // bf16 weights: about 3 significant digits
+  EXPECT_GT(err, 1e-5);  // and really rounded
+  std::remove(path.c_str());
+}
+
+TEST(EngramLayerCheckpoint, ErrorsNameTensorAndShapes) {
+  const LayerGolden g = load_layer_golden("demo_a");
+  const std::string path = temp_path("bad.safetensors");
+  static const float kSmall[7] = {};
+  auto replace = [&](const std::string& name, std::vector<int64_t> shape) {
+    write_checkpoint(g, path, "", [&](std::vector<TensorWrite>& tensors) {
+      for (auto& t : tensors)
+        if (t.name == name) {
+          t.shape = shape;
+          int64_t n = 1;
+          for (int64_t d : shape) n *= d;
+          t.bytes = std::as_bytes(std::span<const float>(kSmall, n));
+        }
+    });
+    return error_of([&] { EngramLayer::load(g.config, path); });
+  };
+  EXPECT_THAT(replace("key_projs.2.bias", {7}),
+              HasSubstr("tensor 'key_projs.2.bias' has shape [7], expected [64]"));
+  EXPECT_THAT(replace("norm2.3.weight", {1, 7}),
+              HasSubstr("tensor 'norm2.3.weight' has shape [1, 7], expected [64]"));
+  EXPECT_THAT(replace("short_conv.conv.weight", {7}),
+              HasSubstr("tensor 'short_conv.conv.weight' has shape [7], expected [256, 1, 4]"));
+
+  // offsets that disagree with the primes
+  const auto loaded = EngramLayer::load(g.config, g.weights);  // fine without primes
+  std::vector<int64_t> wrong = g.primes;
+  wrong[1] += 1;
+  EXPECT_THAT(error_of([&] {
+                EngramLayer::load(g.config, g.weights, {.prefix = "", .column_rows = wrong});
+              }),
+              HasSubstr("tensor 'multi_head_embedding.offsets'[2] = "));
+  // a table too small for the primes
+  std::vector<int64_t> bigger = g.primes;
+  bigger.back() += 1;
+  EXPECT_THAT(error_of([&] {
+                EngramLayer::load(g.config, g.weights, {.prefix = "", .column_rows = bigger});
+              }),
+              HasSubstr("rows, expected at least sum(column_rows) = "));
+  // a config that does not match the checkpoint
+  EngramConfig other = g.config;
+  other.hidden_size = 32;
+  EXPECT_THAT(error_of([&] { EngramLayer::load(other, g.weights); }),
+              HasSubstr("tensor 'key_projs.0.weight' has shape [64, 128], expected [32, 128]"));
+  other = g.config;
+  other.variant = Variant::kFused;
+  other.head_dim = 16;
+  EXPECT_THAT(error_of([&] { EngramLayer::load(other, g.weights); }),
+              HasSubstr("needs a demo-variant config"));
+  std::remove(path.c_str());
+}
+
+TEST(EngramLayerForward, BadInputsAreRejectedWithClearMessages) {
+  const LayerGolden g = load_layer_golden("demo_a");
+  const auto layer =
+      EngramLayer::load(g.config, g.weights, {.prefix = "", .column_rows = g.primes});
+  EngramLayer::Workspace ws;
+  std::vector<float> out(g.expected.size());
+  std::vector<int64_t> ids = g.hash_ids;
+  const int64_t cols = layer.num_columns();
+  ids[(1 * g.seq_len + 3) * cols + 2] = g.primes[2];
+  EXPECT_THAT(error_of([&] { layer.forward(ids, g.hidden, g.batch, g.seq_len, out, ws); }),
+              HasSubstr("hash id " + std::to_string(g.primes[2]) +
+                        " at sequence 1, position 3, column 2 is outside [0, " +
+                        std::to_string(g.primes[2]) + ")"));
+  ids = g.hash_ids;
+  ids[5] = -1;
+  EXPECT_THAT(error_of([&] { layer.forward(ids, g.hidden, g.batch, g.seq_len, out, ws); }),
+              HasSubstr("hash id -1 at sequence 0, position 0, column 5"));
+  EXPECT_THAT(
+      error_of([&] { layer.forward(g.hash_ids, g.hidden, g.batch, g.seq_len - 1, out, ws); }),
+      HasSubstr("hash_ids has"));
+  std::vector<float> short_out(out.size() - 1);
+  EXPECT_THAT(
+      error_of([&] { layer.forward(g.hash_ids, g.hidden, g.batch, g.seq_len, short_out, ws); }),
+      HasSubstr("out has " + std::to_string(out.size() - 1) + " values, expected " +
+                std::to_string(out.size())));
+  // states: count and shape
+  auto state = layer.make_state();
+  EngramDecodeState* one[1] = {&state};
+  EXPECT_THAT(
+      error_of([&] { layer.forward(g.hash_ids, g.hidden, g.batch, g.seq_len, out, one, ws); }),
+      HasSubstr("1 states for a batch of 2 sequences"));
+  EngramDecodeState wrong(3, 5);
+  EngramDecodeState* two[2] = {&state, &wrong};
+  EXPECT_THAT(
+      error_of([&] { layer.forward(g.hash_ids, g.hidden, g.batch, g.seq_len, out, two, ws); }),
+      HasSubstr("state 1 has a conv history of [3, 5], expected [9, 256]"));
+  // nothing was written by the failed calls' kernels, and states were not advanced
+  EXPECT_EQ(state.position(), 0);
+}
+
+TEST(EngramLayerForward, EmptyBatchAndResetState) {
+  const LayerGolden g = load_layer_golden("demo_b");
+  const auto layer = EngramLayer::load(g.config, g.weights);
+  EngramLayer::Workspace ws;
+  std::vector<float> none;
+  layer.forward(std::span<const int64_t>(), none, 0, 5, none, ws);
+  layer.forward(std::span<const int64_t>(), none, 3, 0, none, ws);
+
+  // a reset state replays the sequence start exactly
+  const int64_t cols = layer.num_columns(), w = g.width();
+  auto state = layer.make_state();
+  EngramDecodeState* ptr = &state;
+  std::vector<float> first(4 * w), second(4 * w);
+  const std::span<const int64_t> ids(g.hash_ids.data(), 4 * cols);
+  const std::span<const float> hidden(g.hidden.data(), 4 * w);
+  layer.forward(ids, hidden, 1, 4, first, {&ptr, 1}, ws);
+  EXPECT_EQ(state.position(), 4);
+  state.reset();
+  EXPECT_EQ(state.position(), 0);
+  layer.forward(ids, hidden, 1, 4, second, {&ptr, 1}, ws);
+  EXPECT_EQ(first, second);
+}
+
+}  // namespace
+}  // namespace engram

@@ -1,0 +1,74 @@
+// Test helpers of the layer tests: the oracle goldens in tests/data/layer/<name>/ and error
+// metrics.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "engram/io/config.hpp"
+#include "engram/io/safetensors.hpp"
+#include "support/test_data.hpp"
+
+namespace engram::test {
+
+/// One oracle golden: config, weights (mapped), inputs and expected outputs.
+struct LayerGolden {
+  std::string name;
+  std::string dir;
+  EngramConfig config;
+  std::shared_ptr<const SafetensorsFile> weights;
+  int64_t batch = 0;
+  int64_t seq_len = 0;
+  std::vector<int64_t> input_ids;  // [B, T]
+  std::vector<int64_t> hash_ids;   // [B, T, cols]
+  std::vector<float> hidden;       // [B, T, hc, d]
+  std::vector<float> expected;     // [B, T, hc, d]
+  std::vector<int64_t> primes;     // [cols]: the per-column table sizes
+  int64_t layer_id = 0;
+
+  int64_t tokens() const { return batch * seq_len; }
+  int64_t width() const { return config.hc_mult * config.hidden_size; }
+};
+
+inline LayerGolden load_layer_golden(const std::string& name) {
+  LayerGolden g;
+  g.name = name;
+  g.dir = data_path("layer/" + name);
+  g.config = EngramConfig::load(g.dir + "/config.json");
+  g.weights = std::make_shared<const SafetensorsFile>(g.dir + "/weights.safetensors");
+  const SafetensorsFile inputs(g.dir + "/inputs.safetensors");
+  const SafetensorsFile expected(g.dir + "/expected.safetensors");
+  const TensorView& ids = inputs.at("input_ids");
+  g.batch = ids.shape.at(0);
+  g.seq_len = ids.shape.at(1);
+  g.input_ids = inputs.read_int64("input_ids");
+  g.hidden = inputs.at("hidden_states").copy_as<float>();
+  g.hash_ids = expected.read_int64("hash_ids");
+  g.expected = expected.at("output").copy_as<float>();
+  g.primes = expected.read_int64("primes");
+  g.layer_id = std::stoll(expected.metadata().at("layer_id"));
+  return g;
+}
+
+/// max |a - b| / max |reference|: the error relative to the output's largest magnitude.
+template <class A, class B>
+double relative_max_error(std::span<const A> actual, std::span<const B> reference) {
+  double max_diff = 0, max_ref = 0;
+  for (size_t i = 0; i < reference.size(); ++i) {
+    max_diff = std::max(max_diff, std::abs(double(actual[i]) - double(reference[i])));
+    max_ref = std::max(max_ref, std::abs(double(reference[i])));
+  }
+  return max_ref == 0 ? max_diff : max_diff / max_ref;
+}
+
+template <class A, class B>
+double relative_max_error(const std::vector<A>& actual, const std::vector<B>& reference) {
+  return relative_max_error(std::span<const A>(actual), std::span<const B>(reference));
+}
+
+}  // namespace engram::test

@@ -1,0 +1,20 @@
+# Engram layer tests. OpenMP (when found) lets them exercise the multi-threaded kernels.
+# GCC 12 reports false positives inside its AVX-512 intrinsics as inlined into Eigen's kernels:
+# -W(maybe-)uninitialized on the _mm512_undefined_* merge operands (GCC bug 105593, fixed in GCC 13)
+# and -Warray-bounds on vector loops it cannot prove dead for tiny constant sizes.
+find_package(OpenMP COMPONENTS CXX)
+function(engram_add_layer_test name source)
+  if(OpenMP_CXX_FOUND)
+    engram_add_test(${name} ${source} LIBS OpenMP::OpenMP_CXX)
+  else()
+    engram_add_test(${name} ${source})
+  endif()
+  if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13)
+    target_compile_options(${name} PRIVATE -Wno-maybe-uninitialized -Wno-uninitialized -Wno-array-bounds)
+  endif()
+endfunction()
+
+engram_add_layer_test(layer_engram_layer_test layer/engram_layer_test.cpp)
+engram_add_layer_test(layer_double_test layer/layer_double_test.cpp)
+engram_add_layer_test(layer_fused_engram_layer_test layer/fused_engram_layer_test.cpp)
+engram_add_layer_test(layer_token_front_end_test layer/token_front_end_test.cpp)
