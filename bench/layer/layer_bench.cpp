@@ -3,9 +3,12 @@
 // hidden 1024, hc_mult 4, N = 3, H = 8, 512 values per order (row_dim 64, memory width 1024),
 // kernel 4. Fused: head_dim 64, quant_block 32, same N, H, d, hc. Weights are random.
 //
-// The table has ENGRAM_BENCH_TABLE_ROWS rows per column (default 65,536: 16 columns x 64 x f32 =
-// 268 MB, far above the LLC; the demo's 646,400 would be 2.6 GB). Hash ids are uniform random and
-// cycle over a pool of 8 batches so a call does not find the previous call's rows in cache.
+// engram_vocab_size is ENGRAM_BENCH_TABLE_ROWS per order (default 65,536: 16 columns x ~65.5k rows
+// x 64 x f32 = 268 MB, far above the LLC; the demo's 646,400 would be 2.6 GB); the columns hold the
+// layer's primes, so the token-id benchmarks hash with the reference NgramHasher and the
+// DeepSeek-V3 compression table (tests/data/hashing/dsv3_lookup.safetensors). Hash ids of the
+// hash-id benchmarks are uniform random, token ids uniform over the vocabulary; both cycle over a
+// pool of 8 batches so a call does not find the previous call's rows in cache.
 //
 // Threads: the second argument sets Eigen::setNbThreads (OpenMP build), used by the GEMM and the
 // per-token passes. Counters: items = tokens; bytes = table rows read (tokens x 16 x row bytes) +
@@ -18,6 +21,9 @@
 #include <random>
 #include <vector>
 
+#include "engram/hashing/ngram_hasher.hpp"
+#include "engram/hashing/primes.hpp"
+#include "engram/io/safetensors.hpp"
 #include "engram/layer/engram_layer.hpp"
 #include "engram/layer/fused_engram_layer.hpp"
 #include "engram/memory/embedding_table.hpp"
@@ -60,7 +66,19 @@ std::vector<float> random_vector(size_t n, uint32_t seed, float mean, float sd) 
 }
 
 std::vector<int64_t> column_rows() {
-  return std::vector<int64_t>(kColumns, table_rows_per_column());
+  static const std::vector<int64_t> primes = engram_layer_primes(bench_config(Variant::kDemo), 1);
+  return primes;
+}
+
+const std::vector<int64_t>& dsv3_lookup() {
+  static const std::vector<int64_t> lookup =
+      SafetensorsFile(std::string(ENGRAM_TEST_DATA_DIR) + "/hashing/dsv3_lookup.safetensors")
+          .read_int64("lookup");
+  return lookup;
+}
+
+std::shared_ptr<const NgramHasher> make_hasher(Variant variant) {
+  return std::make_shared<const NgramHasher>(bench_config(variant), dsv3_lookup(), 1);
 }
 
 /// Table storage shared by all benchmarks of one codec (built once).
@@ -90,7 +108,7 @@ const EngramLayer& demo_layer() {
         random_vector(kHc * kHidden, 3, 1.0f, 0.1f), random_vector(kHc * kHidden, 4, 1.0f, 0.1f),
         random_vector(kHc * kHidden * kKernel, 5, 0.0f, 0.5f),
         random_vector(kHc * kHidden, 6, 1.0f, 0.1f)});
-    return EngramLayer(std::move(w));
+    return EngramLayer(std::move(w), make_hasher(Variant::kDemo));
   }();
   return layer;
 }
@@ -102,7 +120,7 @@ const FusedEngramLayer& fused_layer() {
         bench_config(Variant::kFused), nullptr, table_storage<codec::Fp8E4M3>().view(),
         random_vector((kHc + 1) * kHidden * kMemoryDim, 7, 0.0f, scale),
         random_vector(kHc * kHidden, 8, 1.0f, 0.1f), random_vector(kHc * kHidden, 9, 1.0f, 0.1f)});
-    return FusedEngramLayer(std::move(w));
+    return FusedEngramLayer(std::move(w), make_hasher(Variant::kFused));
   }();
   return layer;
 }
@@ -110,10 +128,20 @@ const FusedEngramLayer& fused_layer() {
 /// kPool batches of random hash ids for `tokens` tokens.
 std::vector<std::vector<int64_t>> hash_id_pool(int64_t tokens) {
   std::mt19937_64 rng(17);
-  std::uniform_int_distribution<int64_t> dist(0, table_rows_per_column() - 1);
+  const auto rows = column_rows();
   std::vector<std::vector<int64_t>> pool(kPool, std::vector<int64_t>(tokens * kColumns));
   for (auto& ids : pool)
-    for (auto& id : ids) id = dist(rng);
+    for (size_t i = 0; i < ids.size(); ++i)
+      ids[i] = static_cast<int64_t>(rng() % rows[i % kColumns]);
+  return pool;
+}
+
+/// kPool batches of random token ids.
+std::vector<std::vector<int64_t>> token_id_pool(int64_t tokens) {
+  std::mt19937_64 rng(19);
+  std::vector<std::vector<int64_t>> pool(kPool, std::vector<int64_t>(tokens));
+  for (auto& ids : pool)
+    for (auto& id : ids) id = static_cast<int64_t>(rng() % dsv3_lookup().size());
   return pool;
 }
 
@@ -159,7 +187,33 @@ BENCHMARK(BM_DemoPrefill)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
-/// args: batch (B sequences, one token each), threads. Decode with per-sequence states.
+/// As BM_DemoPrefill from token ids (hashing included, as PyTorch's forward does).
+void BM_DemoPrefillTokens(benchmark::State& state) {
+  const int64_t T = state.range(0);
+  ThreadScope threads(static_cast<int>(state.range(1)));
+  const EngramLayer& layer = demo_layer();
+  const auto pool = token_id_pool(T);
+  const auto hidden = random_vector(T * kHc * kHidden, 11, 0.0f, 1.0f);
+  std::vector<float> out(hidden.size());
+  EngramLayer::Workspace ws;
+  layer.reserve(ws, T);
+  int i = 0;
+  for (auto _ : state) {
+    layer.forward_tokens(pool[i++ % kPool], hidden, 1, T, out, ws);
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  set_counters(state, T, kRowDim * 4);
+}
+BENCHMARK(BM_DemoPrefillTokens)
+    ->ArgNames({"T", "threads"})
+    ->Args({2048, 1})
+    ->Args({2048, 2})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+/// args: batch (B sequences, one token each), threads, from token ids (1) or hash ids (0).
+/// Decode with per-sequence states.
 void BM_DemoDecode(benchmark::State& state) {
   const int64_t B = state.range(0);
   ThreadScope threads(static_cast<int>(state.range(1)));
@@ -172,20 +226,27 @@ void BM_DemoDecode(benchmark::State& state) {
   for (auto& s : states) ptrs.push_back(&s);
   EngramLayer::Workspace ws;
   layer.reserve(ws, B, B);
+  const auto tokens = token_id_pool(B);
+  const bool from_tokens = state.range(2) != 0;
   int i = 0;
   for (auto _ : state) {
-    layer.forward(pool[i++ % kPool], hidden, B, 1, out, ptrs, ws);
+    if (from_tokens)
+      layer.forward_tokens(tokens[i % kPool], hidden, B, 1, out, ptrs, ws);
+    else
+      layer.forward(pool[i % kPool], hidden, B, 1, out, ptrs, ws);
+    ++i;
     benchmark::DoNotOptimize(out.data());
     benchmark::ClobberMemory();
   }
   set_counters(state, B, kRowDim * 4);
 }
 BENCHMARK(BM_DemoDecode)
-    ->ArgNames({"B", "threads"})
-    ->Args({1, 1})
-    ->Args({16, 1})
-    ->Args({64, 1})
-    ->Args({64, 2})
+    ->ArgNames({"B", "threads", "tokens"})
+    ->Args({1, 1, 0})
+    ->Args({16, 1, 0})
+    ->Args({64, 1, 0})
+    ->Args({64, 2, 0})
+    ->Args({64, 1, 1})
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 

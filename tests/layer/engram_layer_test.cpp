@@ -306,6 +306,35 @@ TEST(EngramLayerCheckpoint, Bf16WeightsLoadAndFastMatchesReference) {
   std::remove(path.c_str());
 }
 
+TEST(EngramLayerCheckpoint, KernelSizeOneHasNoHistory) {
+  // kernel_size 1: the conv sees only the current step; streaming keeps no history rows
+  LayerGolden g = load_layer_golden("demo_d");
+  const TensorView& conv = g.weights->at("short_conv.conv.weight");  // [C, 1, 5]
+  const auto taps = conv.copy_as<float>();
+  const int64_t channels = conv.shape[0], k = conv.shape[2];
+  std::vector<float> last(channels);
+  for (int64_t c = 0; c < channels; ++c) last[c] = taps[c * k + k - 1];
+  const std::string path = temp_path("kernel1.safetensors");
+  write_checkpoint(g, path, "", [&](std::vector<TensorWrite>& tensors) {
+    for (auto& t : tensors)
+      if (t.name == "short_conv.conv.weight") {
+        t.shape = {channels, 1, 1};
+        t.bytes = std::as_bytes(std::span<const float>(last));
+      }
+  });
+  g.config.kernel_size = 1;
+  const auto layer = EngramLayer::load(g.config, path, {.prefix = "", .column_rows = g.primes});
+  EXPECT_EQ(layer.make_state().history_rows(), 0);
+  EngramLayer::Workspace ws;
+  std::vector<float> whole(g.expected.size()), ref(g.expected.size());
+  layer.forward(g.hash_ids, g.hidden, g.batch, g.seq_len, whole, ws);
+  layer.forward_reference(g.hash_ids, g.hidden, g.batch, g.seq_len, ref);
+  EXPECT_LT(relative_max_error(whole, ref), kChunkTolerance);
+  const auto chunked = run_chunked(layer, g, [] { return int64_t{3}; });
+  EXPECT_LT(relative_max_error(chunked, whole), kChunkTolerance);
+  std::remove(path.c_str());
+}
+
 TEST(EngramLayerCheckpoint, ErrorsNameTensorAndShapes) {
   const LayerGolden g = load_layer_golden("demo_a");
   const std::string path = temp_path("bad.safetensors");
