@@ -3,10 +3,20 @@
 // dependencies are included on their own:
 //   engram/tokenizer/vocab_compressor.hpp  (engram::tokenizer: utf8proc, zlib)
 //   engram/hashing/xxh3_policy.hpp         (engram::xxhash: xxHash)
+//   engram/memory/tiers/*.hpp, packed_table.hpp, prefetch.hpp (engram::xxhash, engram::uring)
 #pragma once
 
 #include "engram/engram_fwd.hpp"
 #include "engram/error.hpp"
+#include "engram/hashing/ngram_hasher.hpp"
 #include "engram/io/config.hpp"
 #include "engram/io/safetensors.hpp"
-#include "engram/hashing/ngram_hasher.hpp"
+#include "engram/layer/engram_layer.hpp"
+#include "engram/layer/fused_engram_layer.hpp"
+#include "engram/layer/load.hpp"
+#include "engram/memory/codec.hpp"
+#include "engram/memory/embedding_table.hpp"
+#include "engram/nn/gate.hpp"
+#include "engram/nn/linear.hpp"
+#include "engram/nn/rms_norm.hpp"
+#include "engram/nn/short_conv.hpp"

@@ -57,8 +57,8 @@ TEST_P(CliForward, MatchesTheOracleWholeAndChunked) {
     SCOPED_TRACE(std::string("chunk ") + chunk);
     const std::string out = tmp(GetParam() + "_" + chunk + ".safetensors");
     const CliRun r = run("forward --config " + dir + "/config.json --lookup " + kLookup +
-                      " --weights " + dir + "/weights.safetensors --layer " + layer + " --chunk " +
-                      chunk + " --input " + dir + "/inputs.safetensors -o " + out);
+                         " --weights " + dir + "/weights.safetensors --layer " + layer +
+                         " --chunk " + chunk + " --input " + dir + "/inputs.safetensors -o " + out);
     ASSERT_EQ(r.status, 0) << r.output;
     const SafetensorsFile got(out);
     EXPECT_EQ(got.read_int64("hash_ids"), want_ids);
@@ -78,7 +78,7 @@ TEST(Cli, HashWritesTheOracleIds) {
   const std::string dir = test::data_path("layer/demo_a");
   const std::string out = tmp("hash.safetensors");
   const CliRun r = run("hash --config " + dir + "/config.json --lookup " + kLookup +
-                    " --layer 15 --input " + dir + "/inputs.safetensors -o " + out);
+                       " --layer 15 --input " + dir + "/inputs.safetensors -o " + out);
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_EQ(SafetensorsFile(out).read_int64("hash_ids"),
             SafetensorsFile(dir + "/expected.safetensors").read_int64("hash_ids"));
@@ -86,8 +86,8 @@ TEST(Cli, HashWritesTheOracleIds) {
 
 TEST(Cli, CompressVocabReproducesTheHuggingFaceTable) {
   const std::string out = tmp("lookup.safetensors");
-  const CliRun r = run("compress-vocab " + test::data_path("tokenizer/deepseek_v3/tokenizer.json.gz") +
-                    " -o " + out);
+  const CliRun r = run("compress-vocab " +
+                       test::data_path("tokenizer/deepseek_v3/tokenizer.json.gz") + " -o " + out);
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("vocab 128815 -> 98627 (reduction 23.4%)"));
   EXPECT_EQ(SafetensorsFile(out).read_int64("lookup"),
