@@ -161,22 +161,6 @@ int forward(int argc, char** argv) {
   return 0;
 }
 
-/// A random checkpoint for (config, layer, dtype), written once into `dir` and reused.
-std::string cached_random_checkpoint(const std::string& dir, const EngramConfig& config,
-                                     std::span<const int64_t> primes, int64_t layer,
-                                     example::TableDtype dtype) {
-  std::filesystem::create_directories(dir);
-  const std::string key = config.to_json().dump() + "/" + std::to_string(layer) + "/" +
-                          std::to_string(static_cast<int>(dtype));
-  const std::string path =
-      dir + "/random-" + std::to_string(std::hash<std::string>{}(key)) + ".safetensors";
-  if (!std::filesystem::exists(path)) {
-    std::fprintf(stderr, "bench: writing random checkpoint %s\n", path.c_str());
-    example::write_random_checkpoint(path, config, primes, /*seed=*/1234, dtype);
-  }
-  return path;
-}
-
 template <class Layer>
 double time_forward(const Layer& layer, std::span<const int64_t> ids, std::span<const float> hidden,
                     int64_t batch, int64_t seqlen, int reps) {
@@ -216,7 +200,7 @@ int bench(int argc, char** argv) {
   auto hasher = std::make_shared<const NgramHasher>(config, table.lookup(), layer_id);
   const std::string cache_dir =
       args.str("cache-dir", (std::filesystem::temp_directory_path() / "engram-bench").string());
-  const std::string path = cached_random_checkpoint(
+  const std::string path = example::cached_random_checkpoint(
       cache_dir, config, hasher->primes(), layer_id,
       dtype == "bf16" ? example::TableDtype::kBF16 : example::TableDtype::kF32);
   auto file = std::make_shared<const SafetensorsFile>(path);
@@ -327,8 +311,8 @@ int demo(int argc, char** argv) {
 
   const std::string cache_dir =
       args.str("cache-dir", (std::filesystem::temp_directory_path() / "engram-demo").string());
-  const std::string path = cached_random_checkpoint(cache_dir, config, hasher->primes(), layer_id,
-                                                    example::TableDtype::kF32);
+  const std::string path = example::cached_random_checkpoint(cache_dir, config, hasher->primes(),
+                                                             layer_id, example::TableDtype::kF32);
   const auto layer =
       EngramLayer::load(config, std::make_shared<const SafetensorsFile>(path), hasher);
   const int64_t width = config.hc_mult * config.hidden_size, seq = 2048;

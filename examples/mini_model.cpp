@@ -37,6 +37,19 @@ double since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
+/// Strided view of branch i of hidden [T, hc, d] as a [T, d] matrix.
+Eigen::Map<Matrix, 0, Eigen::OuterStride<>> branch(std::vector<float>& hidden, int64_t i, int64_t T,
+                                                   int64_t hc, int64_t d) {
+  return {hidden.data() + i * d, T, d, Eigen::OuterStride<>(hc * d)};
+}
+
+/// Mean of the hc branches of hidden [T, hc, d]: [T, d].
+Matrix branch_mean(std::vector<float>& hidden, int64_t T, int64_t hc, int64_t d) {
+  Matrix mean = Matrix::Zero(T, d);
+  for (int64_t i = 0; i < hc; ++i) mean += branch(hidden, i, T, hc, d);
+  return mean / static_cast<float>(hc);
+}
+
 struct Block {
   std::unique_ptr<EngramLayer> engram;  // null when this block has no Engram layer
   CausalSelfAttention attention;
@@ -62,12 +75,7 @@ int run(int argc, char** argv) {
     for (int64_t layer : config.layer_ids) {
       if (layer != b) continue;
       auto hasher = std::make_shared<const NgramHasher>(config, table.lookup(), layer);
-      std::filesystem::create_directories(cache_dir);
-      const std::string path = cache_dir + "/mini-layer" + std::to_string(layer) + "-" +
-                               std::to_string(std::hash<std::string>{}(config.to_json().dump())) +
-                               ".safetensors";
-      if (!std::filesystem::exists(path))
-        write_random_checkpoint(path, config, hasher->primes(), 100 + static_cast<uint64_t>(layer));
+      const std::string path = cached_random_checkpoint(cache_dir, config, hasher->primes(), layer);
       block.engram = std::make_unique<EngramLayer>(
           EngramLayer::load(config, std::make_shared<const SafetensorsFile>(path), hasher));
     }
@@ -89,7 +97,7 @@ int run(int argc, char** argv) {
   std::vector<double> engram_change(static_cast<size_t>(blocks), 0.0);
   EngramLayer::Workspace ws;
   double loss_proxy = 0;
-  int64_t predicted_same = 0, done = 0;
+  int64_t done = 0;
   for (int64_t start = 0; start + seqlen <= tokens; start += seqlen, done += seqlen) {
     const std::span<const int64_t> seq(ids.data() + start, static_cast<size_t>(seqlen));
     auto t0 = Clock::now();
@@ -113,37 +121,23 @@ int run(int argc, char** argv) {
         engram_change[static_cast<size_t>(b)] += std::sqrt(num / den);
         seconds["engram"] += since(t0);
       }
-      const Eigen::Map<const Matrix> branches(hidden.data(), seqlen * hc, d);
-      Matrix mean = Matrix::Zero(seqlen, d);
-      for (int64_t i = 0; i < hc; ++i)
-        mean += Eigen::Map<const Matrix, 0, Eigen::OuterStride<>>(hidden.data() + i * d, seqlen, d,
-                                                                  Eigen::OuterStride<>(hc * d));
-      mean /= static_cast<float>(hc);
-      (void)branches;
+      const Matrix mean = branch_mean(hidden, seqlen, hc, d);
       t0 = Clock::now();
       const Matrix attn = block.attention.forward(rms_normalize(mean));
       seconds["attention"] += since(t0);
       t0 = Clock::now();
       const Matrix ffn = block.moe.forward(rms_normalize(mean + attn));
       seconds["moe"] += since(t0);
-      for (int64_t i = 0; i < hc; ++i)
-        Eigen::Map<Matrix, 0, Eigen::OuterStride<>>(hidden.data() + i * d, seqlen, d,
-                                                    Eigen::OuterStride<>(hc * d)) += attn + ffn;
+      for (int64_t i = 0; i < hc; ++i) branch(hidden, i, seqlen, hc, d) += attn + ffn;
     }
     // Tied output head on the branch mean: logits of the next token's actual id and the argmax.
     auto t0h = Clock::now();
-    Matrix mean = Matrix::Zero(seqlen, d);
-    for (int64_t i = 0; i < hc; ++i)
-      mean += Eigen::Map<const Matrix, 0, Eigen::OuterStride<>>(hidden.data() + i * d, seqlen, d,
-                                                                Eigen::OuterStride<>(hc * d));
-    const Matrix final_hidden = rms_normalize(mean / static_cast<float>(hc));
+    const Matrix final_hidden = rms_normalize(branch_mean(hidden, seqlen, hc, d));
     for (int64_t t = 0; t + 1 < seqlen; t += 64) {  // sampled positions keep the head cheap
       const Vector logits =
           embedding * final_hidden.row(t).transpose() / std::sqrt(static_cast<float>(d));
-      Eigen::Index best = 0;
-      const float mx = logits.maxCoeff(&best);
+      const float mx = logits.maxCoeff();
       loss_proxy += mx + std::log((logits.array() - mx).exp().sum()) - logits(seq[t + 1]);
-      predicted_same += best == seq[t] ? 1 : 0;
     }
     seconds["head"] += since(t0h);
   }
@@ -169,7 +163,6 @@ int run(int argc, char** argv) {
       "  random weights: next-token cross-entropy %.2f nats (uniform would be %.2f)\n",
       loss_proxy / static_cast<double>(std::max<int64_t>(1, sequences * ((seqlen + 62) / 64))),
       std::log(static_cast<double>(table.vocab_size())));
-  (void)predicted_same;
   return 0;
 }
 

@@ -182,4 +182,21 @@ inline void write_random_checkpoint(const std::string& path, const EngramConfig&
   std::filesystem::rename(tmp, path);
 }
 
+/// A random checkpoint for (config, layer, dtype), written once into `dir` (seeded by the layer)
+/// and reused by later runs with the same config; returns its path.
+inline std::string cached_random_checkpoint(const std::string& dir, const EngramConfig& config,
+                                            std::span<const int64_t> column_rows, int64_t layer,
+                                            TableDtype dtype = TableDtype::kF32) {
+  std::filesystem::create_directories(dir);
+  const std::string key = config.to_json().dump() + "/" + std::to_string(layer) + "/" +
+                          std::to_string(static_cast<int>(dtype));
+  const std::string path =
+      dir + "/random-" + std::to_string(std::hash<std::string>{}(key)) + ".safetensors";
+  if (!std::filesystem::exists(path)) {
+    std::fprintf(stderr, "writing random checkpoint %s\n", path.c_str());
+    write_random_checkpoint(path, config, column_rows, 1234 + static_cast<uint64_t>(layer), dtype);
+  }
+  return path;
+}
+
 }  // namespace engram::example
