@@ -15,6 +15,7 @@
 
 #include "engram/detail/float16.hpp"
 #include "layer/layer_golden.hpp"
+#include "support/error_of.hpp"
 
 // Counts global operator new calls, to check that forward does not allocate in steady state.
 // (noinline: GCC would otherwise see free() applied to an operator-new pointer and warn.)
@@ -32,24 +33,19 @@ __attribute__((noinline)) void operator delete(void* p, size_t) noexcept { std::
 namespace engram {
 namespace {
 
+using test::error_of;
+
 using test::LayerGolden;
 using test::load_layer_golden;
 using test::relative_max_error;
+using test::temp_path;
+using test::write_checkpoint;
 using ::testing::HasSubstr;
 
 constexpr double kOracleTolerance = 1e-4;  // relative to the output's largest magnitude
 constexpr double kChunkTolerance = 1e-5;
 
 const char* const kDemoGoldens[] = {"demo_a", "demo_b", "demo_c", "demo_d"};
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 /// Runs the whole batch through `layer` in chunks whose lengths come from `next_chunk`.
 template <class Layer, class NextChunk>
@@ -230,25 +226,6 @@ INSTANTIATE_TEST_SUITE_P(Goldens, EngramLayerGoldenTest, ::testing::ValuesIn(kDe
                          [](const auto& info) { return std::string(info.param); });
 
 // ------------------------------------------------------------------ checkpoints
-
-/// Writes the golden's tensors to `path` under `prefix`, with `edit` applied, plus an unrelated
-/// tensor.
-void write_checkpoint(const LayerGolden& g, const std::string& path, const std::string& prefix,
-                      const std::function<void(std::vector<TensorWrite>&)>& edit = {}) {
-  std::vector<TensorWrite> tensors;
-  static const float kOther[3] = {1, 2, 3};
-  tensors.push_back(tensor_write("layers.0.attn.weight", {3}, std::span<const float>(kOther)));
-  for (const TensorView& t : g.weights->tensors())
-    tensors.push_back({prefix + t.name, t.dtype, t.shape, t.bytes});
-  if (edit) edit(tensors);
-  save_safetensors(path, tensors);
-}
-
-std::string temp_path(const std::string& name) {
-  return (std::filesystem::temp_directory_path() /
-          ("engram_layer_test_" + std::to_string(::getpid()) + "_" + name))
-      .string();
-}
 
 TEST(EngramLayerCheckpoint, PrefixedWholeModelCheckpointGivesSameOutput) {
   const LayerGolden g = load_layer_golden("demo_a");

@@ -12,9 +12,12 @@
 #include <random>
 
 #include "layer/layer_golden.hpp"
+#include "support/error_of.hpp"
 
 namespace engram {
 namespace {
+
+using test::error_of;
 
 using test::LayerGolden;
 using test::load_layer_golden;
@@ -25,15 +28,6 @@ constexpr double kOracleTolerance = 1e-4;
 constexpr double kChunkTolerance = 1e-5;
 
 const char* const kFusedGoldens[] = {"fused_a", "fused_b", "fused_c"};
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 class FusedLayerGoldenTest : public ::testing::TestWithParam<const char*> {
  protected:

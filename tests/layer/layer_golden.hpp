@@ -5,10 +5,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 #include "engram/io/config.hpp"
 #include "engram/io/safetensors.hpp"
@@ -69,6 +73,26 @@ double relative_max_error(std::span<const A> actual, std::span<const B> referenc
 template <class A, class B>
 double relative_max_error(const std::vector<A>& actual, const std::vector<B>& reference) {
   return relative_max_error(std::span<const A>(actual), std::span<const B>(reference));
+}
+
+/// Writes the golden's tensors to `path` under `prefix`, with `edit` applied, plus an unrelated
+/// tensor.
+inline void write_checkpoint(const LayerGolden& g, const std::string& path,
+                             const std::string& prefix,
+                             const std::function<void(std::vector<TensorWrite>&)>& edit = {}) {
+  std::vector<TensorWrite> tensors;
+  static const float kOther[3] = {1, 2, 3};
+  tensors.push_back(tensor_write("layers.0.attn.weight", {3}, std::span<const float>(kOther)));
+  for (const TensorView& t : g.weights->tensors())
+    tensors.push_back({prefix + t.name, t.dtype, t.shape, t.bytes});
+  if (edit) edit(tensors);
+  save_safetensors(path, tensors);
+}
+
+inline std::string temp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() /
+          ("engram_layer_test_" + std::to_string(::getpid()) + "_" + name))
+      .string();
 }
 
 }  // namespace engram::test

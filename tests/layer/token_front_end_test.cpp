@@ -13,9 +13,12 @@
 #include "engram/layer/fused_engram_layer.hpp"
 #include "engram/layer/load.hpp"
 #include "layer/layer_golden.hpp"
+#include "support/error_of.hpp"
 
 namespace engram {
 namespace {
+
+using test::error_of;
 
 using test::LayerGolden;
 using test::load_layer_golden;
@@ -26,15 +29,6 @@ const std::vector<int64_t>& dsv3_lookup() {
   static const std::vector<int64_t> lookup =
       SafetensorsFile(test::data_path("hashing/dsv3_lookup.safetensors")).read_int64("lookup");
   return lookup;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 template <class Layer>

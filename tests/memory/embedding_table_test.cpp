@@ -21,6 +21,7 @@
 
 #include "engram/io/safetensors.hpp"
 #include "engram/memory/safetensors_table.hpp"
+#include "support/error_of.hpp"
 #include "support/test_data.hpp"
 
 // Counts heap allocations so that the steady-state gather can be shown to make none.
@@ -41,6 +42,8 @@ void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 namespace engram {
 namespace {
+
+using test::error_of;
 
 using ::testing::HasSubstr;
 
@@ -106,15 +109,6 @@ std::vector<int64_t> random_ids(std::span<const int64_t> column_rows, int64_t to
     }
   }
   return ids;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 // ------------------------------------------------------------------ typed conformance suite

@@ -26,6 +26,7 @@
 // Thread safety: the loaded weights are immutable; share them freely.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -135,6 +136,12 @@ void read_dense(const SafetensorsFile& file, const std::string& name,
                ", expected F32, F64, BF16 or F16");
   if (out.size() < offset + static_cast<size_t>(t.numel())) out.resize(offset + t.numel());
   convert_dense(t, out.data() + offset);
+  // A NaN or infinite weight would turn every output of the layer into NaN: name the first one.
+  const Scalar* values = out.data() + offset;
+  for (int64_t i = 0; i < t.numel(); ++i)
+    ENGRAM_CHECK(std::isfinite(static_cast<double>(values[i])), file.path(), ": tensor '", name,
+                 "' holds a non-finite value (", static_cast<double>(values[i]),
+                 ") at flat index ", i, "; weights must be finite");
 }
 
 /// The column sizes to use: the given ones (checked to be cols positive values) or none.

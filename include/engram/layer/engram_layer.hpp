@@ -25,7 +25,9 @@
 // (tokens packed back to back).
 //
 // Guarantees: inputs are validated (sizes, hash id ranges naming sequence/position/column, state
-// shapes) before any kernel runs; kernels are noexcept. With a workspace reused (or reserve()d),
+// shapes, finite hidden states) before any kernel runs, and the gathered rows are checked finite
+// before `out` is written (a NaN/inf row names the table row and the token that used it); kernels
+// are noexcept. With a workspace reused (or reserve()d),
 // forward calls do not allocate, apart from Eigen's internal GEMM blocking buffers. `out` may be
 // the same buffer as `hidden` (exactly, not a partial overlap). forward_reference is the readable
 // spec (plain loops following the PyTorch module; allocates; whole sequences only). Ownership: the
@@ -284,6 +286,7 @@ class EngramLayerT {
     check_args(hash_ids, hidden, out, tokens);
     check_states(states);
     detail::check_hash_ids(kWho, weights_->table, hash_ids.data(), segments, nullptr);
+    detail::check_finite_hidden(kWho, hidden.data(), segments, hc_, d_, nullptr);
     if (tokens == 0) return;
 
     const int64_t c = hc_ * d_, n = kv_.out_features(), m = kv_.in_features();
@@ -300,6 +303,7 @@ class EngramLayerT {
 
     detail::gather_memory(weights_->table, hash_ids.data(), tokens, e, ws.memory_f32_,
                           ws.gather_workspaces(detail::kernel_threads()));
+    detail::check_finite_memory(kWho, weights_->table, e, hash_ids.data(), segments, nullptr);
     kv_.forward(e, tokens, kv, /*add_bias=*/false);
 
     const Scalar* bias = kv_.bias().data();

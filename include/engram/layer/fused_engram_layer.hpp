@@ -233,6 +233,7 @@ class FusedEngramLayerT {
     check_args(hash_ids, hidden, out, live, tokens);
     const uint8_t* mask = live.empty() ? nullptr : live.data();
     detail::check_hash_ids(kWho, weights_->table, hash_ids.data(), segments, mask);
+    detail::check_finite_hidden(kWho, hidden.data(), segments, hc_, d_, mask);
     if (tokens == 0) return;
 
     const int64_t c = hc_ * d_, n = kv_.out_features(), m = kv_.in_features();
@@ -251,6 +252,7 @@ class FusedEngramLayerT {
     Scalar* kv = ws.kv_.ensure(static_cast<size_t>(tokens * n));
     detail::gather_memory(weights_->table, ids, tokens, e, ws.memory_f32_,
                           ws.gather_workspaces(detail::kernel_threads()));
+    detail::check_finite_memory(kWho, weights_->table, e, ids, segments, mask);
     kv_.forward(e, tokens, kv);
 
     const Scalar* h = hidden.data();

@@ -3,10 +3,13 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
+#include <cmath>
 #include <cstdint>
 #include <span>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 #include <variant>
 
 #include "engram/error.hpp"
@@ -74,6 +77,96 @@ inline void check_hash_ids(std::string_view who, const LayerTable& table, const 
             }
           }
         }
+      },
+      table);
+}
+
+namespace finite {
+/// True when every one of the n values is finite. x * 0 is 0 for finite x and NaN for inf/NaN, so
+/// the sum is 0 exactly when all are finite; the loop vectorises (no early exit, no branches).
+template <class Scalar>
+bool all_finite(const Scalar* x, int64_t n) noexcept {
+  Scalar acc = 0;
+  for (int64_t i = 0; i < n; ++i) acc += x[i] * Scalar(0);
+  return acc == Scalar(0);
+}
+
+/// The sequence and position of token `token` in `segments`.
+inline std::pair<int64_t, int64_t> locate(const Segments& segments, int64_t token) noexcept {
+  int64_t s = 0;
+  while (s + 1 < segments.count && token >= segments.length(s)) token -= segments.length(s++);
+  return {s, token};
+}
+
+/// The first token in [0, tokens) (live null: all; else live ones) whose `width` values at
+/// x + t * width are not all finite, or -1. Split over the kernel threads.
+template <class Scalar>
+int64_t first_non_finite_token(const Scalar* x, int64_t tokens, int64_t width,
+                               const uint8_t* live) {
+  std::atomic<int64_t> first{tokens};
+  parallel_for(tokens, 64, [&](int64_t begin, int64_t end, int) {
+    for (int64_t t = begin; t < end; ++t) {
+      if (live != nullptr && live[t] == 0) continue;
+      if (!all_finite(x + t * width, width)) {
+        int64_t seen = first.load(std::memory_order_relaxed);
+        while (t < seen && !first.compare_exchange_weak(seen, t, std::memory_order_relaxed)) {
+        }
+        return;
+      }
+    }
+  });
+  const int64_t t = first.load();
+  return t == tokens ? -1 : t;
+}
+}  // namespace finite
+
+/// Throws unless the hidden states [tokens, hc, d] of the live tokens (live null: all) are finite:
+/// a NaN or infinity would turn the token's gates and output into NaN. The error names the
+/// sequence, position, branch and channel of the first one.
+template <class Scalar>
+void check_finite_hidden(std::string_view who, const Scalar* hidden, const Segments& segments,
+                         int64_t hc, int64_t d, const uint8_t* live) {
+  const int64_t t = finite::first_non_finite_token(hidden, segments.total(), hc * d, live);
+  if (t < 0) return;
+  const Scalar* row = hidden + t * hc * d;
+  int64_t j = 0;
+  while (j + 1 < hc * d && std::isfinite(static_cast<double>(row[j]))) ++j;
+  const auto [s, pos] = finite::locate(segments, t);
+  throw Error(detail::concat(who, ": hidden state at sequence ", s, ", position ", pos, ", branch ",
+                             j / d, ", channel ", j % d, " is ", static_cast<double>(row[j]),
+                             " (non-finite inputs would make the layer's output NaN)"));
+}
+
+/// Throws unless the gathered memory e [tokens, cols * row_dim] of the live tokens is finite: a
+/// table row holding NaN or infinity (e.g. FP8 NaN codes, a corrupt checkpoint). The error names
+/// the table, the row, its column and hash id, and the first token that used it.
+template <class Scalar>
+void check_finite_memory(std::string_view who, std::string_view table_name, const Scalar* e,
+                         const int64_t* ids, const Segments& segments, int64_t cols,
+                         int64_t row_dim, std::span<const int64_t> column_rows,
+                         const uint8_t* live) {
+  const int64_t t = finite::first_non_finite_token(e, segments.total(), cols * row_dim, live);
+  if (t < 0) return;
+  int64_t c = 0;
+  while (c + 1 < cols && finite::all_finite(e + (t * cols + c) * row_dim, row_dim)) ++c;
+  int64_t offset = 0;
+  for (int64_t i = 0; i < c && i < static_cast<int64_t>(column_rows.size()); ++i)
+    offset += column_rows[i];
+  const auto [s, pos] = finite::locate(segments, t);
+  const int64_t id = ids != nullptr ? ids[t * cols + c] : -1;
+  throw Error(detail::concat(who, ": row ", offset + id, " of table '", table_name, "' (column ", c,
+                             ", hash id ", id, ") holds a non-finite value; used at sequence ", s,
+                             ", position ", pos));
+}
+
+/// check_finite_memory for rows gathered from a layer's table.
+template <class Scalar>
+void check_finite_memory(std::string_view who, const LayerTable& table, const Scalar* e,
+                         const int64_t* ids, const Segments& segments, const uint8_t* live) {
+  std::visit(
+      [&](const auto& t) {
+        check_finite_memory(who, t.name(), e, ids, segments, t.num_columns(),
+                            t.output_dim() / t.num_columns(), t.column_rows(), live);
       },
       table);
 }

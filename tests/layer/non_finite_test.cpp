@@ -1,0 +1,187 @@
+// Non-finite values that would poison a layer's output are reported, never propagated silently:
+// hidden states (named by sequence, position, branch, channel), table rows (named by row, column,
+// hash id and the token that used them) and checkpoint weights (named by tensor and index). A
+// failed call writes nothing to `out` and advances no state.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "engram/layer/engram_layer.hpp"
+#include "engram/layer/fused_engram_layer.hpp"
+#include "layer/layer_golden.hpp"
+#include "support/error_of.hpp"
+
+namespace engram {
+namespace {
+
+using test::error_of;
+
+using test::LayerGolden;
+using test::load_layer_golden;
+using test::temp_path;
+using test::write_checkpoint;
+using ::testing::HasSubstr;
+
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+/// The flat index of hidden[b, t, branch, channel].
+int64_t hidden_index(const LayerGolden& g, int64_t b, int64_t t, int64_t branch, int64_t channel) {
+  return ((b * g.seq_len + t) * g.config.hc_mult + branch) * g.config.hidden_size + channel;
+}
+
+TEST(NonFinite, HiddenStateIsReportedWithItsPosition) {
+  const LayerGolden g = load_layer_golden("demo_a");
+  const auto layer =
+      EngramLayer::load(g.config, g.weights, {.prefix = "", .column_rows = g.primes});
+  EngramLayer::Workspace ws;
+  for (const float bad : {kNaN, kInf, -kInf}) {
+    SCOPED_TRACE(bad);
+    std::vector<float> hidden = g.hidden;
+    hidden[hidden_index(g, 1, 3, 2, 5)] = bad;
+    hidden[hidden_index(g, 1, 4, 0, 0)] = bad;  // a later one is not the one named
+    std::vector<float> out(g.expected.size(), -7.0f);
+    EXPECT_THAT(error_of([&] { layer.forward(g.hash_ids, hidden, g.batch, g.seq_len, out, ws); }),
+                HasSubstr("hidden state at sequence 1, position 3, branch 2, channel 5 is "));
+    EXPECT_EQ(out, std::vector<float>(out.size(), -7.0f)) << "a failed call wrote its output";
+    // streaming: the states are not advanced by the failed chunk
+    std::vector<EngramDecodeState> states{layer.make_state(), layer.make_state()};
+    EngramDecodeState* ptrs[2] = {&states[0], &states[1]};
+    EXPECT_THAT(
+        error_of([&] { layer.forward(g.hash_ids, hidden, g.batch, g.seq_len, out, ptrs, ws); }),
+        HasSubstr("sequence 1, position 3"));
+    EXPECT_EQ(states[0].position(), 0);
+    EXPECT_EQ(states[1].position(), 0);
+  }
+  // the same layer still computes finite inputs correctly afterwards
+  std::vector<float> out(g.expected.size());
+  layer.forward(g.hash_ids, g.hidden, g.batch, g.seq_len, out, ws);
+  EXPECT_LT(test::relative_max_error(out, g.expected), 1e-4);
+}
+
+/// The first token (flat index) that reads global row `row` through column `c`, or -1.
+int64_t first_user(const LayerGolden& g, int64_t c, int64_t id) {
+  const int64_t cols = g.config.num_columns();
+  for (int64_t t = 0; t < g.tokens(); ++t)
+    if (g.hash_ids[t * cols + c] == id) return t;
+  return -1;
+}
+
+TEST(NonFinite, TableRowIsReportedWithRowColumnAndToken) {
+  const LayerGolden g = load_layer_golden("demo_a");
+  const int64_t cols = g.config.num_columns(), r = g.config.row_dim();
+  // poison the row the last token reads in column 3
+  const int64_t c = 3, id = g.hash_ids[(g.tokens() - 1) * cols + c];
+  int64_t row = id;
+  for (int64_t i = 0; i < c; ++i) row += g.primes[i];
+  const int64_t user = first_user(g, c, id);
+  const std::string path = temp_path("nan_row.safetensors");
+  std::vector<float> table;
+  write_checkpoint(g, path, "", [&](std::vector<TensorWrite>& tensors) {
+    for (auto& t : tensors)
+      if (t.name == "multi_head_embedding.embedding.weight") {
+        table.resize(t.bytes.size() / sizeof(float));
+        std::memcpy(table.data(), t.bytes.data(), t.bytes.size());
+        table[row * r + r / 2] = kNaN;
+        t.bytes = std::as_bytes(std::span<const float>(table));
+      }
+  });
+  const auto layer = EngramLayer::load(g.config, path, {.prefix = "", .column_rows = g.primes});
+  EngramLayer::Workspace ws;
+  std::vector<float> out(g.expected.size(), -7.0f);
+  EXPECT_THAT(error_of([&] { layer.forward(g.hash_ids, g.hidden, g.batch, g.seq_len, out, ws); }),
+              HasSubstr("row " + std::to_string(row) + " of table '" + path +
+                        ": multi_head_embedding.embedding.weight' (column 3, hash id " +
+                        std::to_string(id) + ") holds a non-finite value; used at sequence " +
+                        std::to_string(user / g.seq_len) + ", position " +
+                        std::to_string(user % g.seq_len)));
+  EXPECT_EQ(out, std::vector<float>(out.size(), -7.0f));
+  // tokens that never read the row are unaffected: the first sequence alone, if it avoids it
+  if (user >= g.seq_len) {
+    std::vector<float> first(g.seq_len * g.width());
+    layer.forward(std::span<const int64_t>(g.hash_ids).first(g.seq_len * cols),
+                  std::span<const float>(g.hidden).first(first.size()), 1, g.seq_len, first, ws);
+    EXPECT_LT(test::relative_max_error(std::span<const float>(first),
+                                       std::span<const float>(g.expected).first(first.size())),
+              1e-4);
+  }
+  std::remove(path.c_str());
+}
+
+TEST(NonFinite, WeightsAreCheckedWhenLoading) {
+  const LayerGolden g = load_layer_golden("demo_a");
+  const std::string path = temp_path("inf_weight.safetensors");
+  std::vector<float> values;
+  write_checkpoint(g, path, "", [&](std::vector<TensorWrite>& tensors) {
+    for (auto& t : tensors)
+      if (t.name == "key_projs.1.weight") {
+        values.resize(t.bytes.size() / sizeof(float));
+        std::memcpy(values.data(), t.bytes.data(), t.bytes.size());
+        values[37] = -kInf;
+        t.bytes = std::as_bytes(std::span<const float>(values));
+      }
+  });
+  EXPECT_THAT(error_of([&] { EngramLayer::load(g.config, path); }),
+              HasSubstr(path + ": tensor 'key_projs.1.weight' holds a non-finite value (-inf) at "
+                               "flat index 37"));
+  std::remove(path.c_str());
+}
+
+TEST(NonFinite, FusedLayerReportsLiveTokensAndPassesDeadOnesThrough) {
+  const LayerGolden g = load_layer_golden("fused_a");
+  const auto layer =
+      FusedEngramLayer::load(g.config, g.weights, {.prefix = "", .column_rows = g.primes});
+  FusedEngramLayer::Workspace ws;
+  std::vector<float> hidden = g.hidden;
+  const int64_t dead = g.seq_len + 1;  // sequence 1, position 1
+  hidden[dead * g.width() + 3] = kNaN;
+  std::vector<uint8_t> live(g.tokens(), 1);
+  std::vector<float> out(g.expected.size());
+  EXPECT_THAT(
+      error_of([&] { layer.forward(g.hash_ids, hidden, g.batch, g.seq_len, out, ws, live); }),
+      HasSubstr("hidden state at sequence 1, position 1, branch 0, channel 3 is nan"));
+  // the same NaN in a dead token is not the layer's input: it passes through untouched
+  live[dead] = 0;
+  layer.forward(g.hash_ids, hidden, g.batch, g.seq_len, out, ws, live);
+  EXPECT_TRUE(std::isnan(out[dead * g.width() + 3]));
+  for (int64_t t = 0; t < g.tokens(); ++t) {
+    if (t == dead) continue;
+    for (int64_t j = 0; j < g.width(); ++j)
+      ASSERT_TRUE(std::isfinite(out[t * g.width() + j])) << "token " << t << " value " << j;
+  }
+}
+
+TEST(NonFinite, Fp8NanCodeInTheTableIsReported) {
+  const LayerGolden g = load_layer_golden("fused_a");
+  const int64_t r = g.config.row_dim();
+  const int64_t c = 0, id = g.hash_ids[c];  // the row token 0 reads in column 0
+  const std::string path = temp_path("fp8_nan.safetensors");
+  std::vector<std::byte> table;
+  write_checkpoint(g, path, "", [&](std::vector<TensorWrite>& tensors) {
+    for (auto& t : tensors)
+      if (t.name == "embed.weight") {
+        table.assign(t.bytes.begin(), t.bytes.end());
+        table[id * r + 1] = std::byte{0x7f};  // E4M3: S.1111.111 is NaN
+        t.bytes = table;
+      }
+  });
+  const auto layer =
+      FusedEngramLayer::load(g.config, path, {.prefix = "", .column_rows = g.primes});
+  FusedEngramLayer::Workspace ws;
+  std::vector<float> out(g.expected.size());
+  EXPECT_THAT(error_of([&] { layer.forward(g.hash_ids, g.hidden, g.batch, g.seq_len, out, ws); }),
+              HasSubstr("row " + std::to_string(id) + " of table '" + path +
+                        ": embed.weight' (column 0, hash id " + std::to_string(id) +
+                        ") holds a non-finite value; used at sequence 0, position 0"));
+  std::remove(path.c_str());
+}
+
+}  // namespace
+}  // namespace engram
