@@ -143,6 +143,20 @@ inline int e8m0_block_exponent(float amax) noexcept {
 }
 
 #if ENGRAM_HAVE_AVX512
+/// out[i] = bf16(x[i]) for i in [0, n), 16 lanes at a time; load(i, mask) returns the 16 floats
+/// x[i, i + 16) with lanes outside the mask zero (so the tail reads nothing past the row).
+template <class Load16>
+inline void store_bf16_x16(BFloat16* out, int64_t n, const Load16& load) noexcept {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i),
+                        f32x16_to_bf16(load(i, static_cast<__mmask16>(0xFFFF))));
+  if (i < n) {
+    const __mmask16 m = lane_mask16(n - i);
+    _mm256_mask_storeu_epi16(out + i, m, f32x16_to_bf16(load(i, m)));
+  }
+}
+
 /// 32 E4M3 bytes (zero-extended to 16-bit lanes) -> the IEEE half with the same bits shifted into
 /// place: sign -> bit 15, exponent/mantissa -> bits 7..13. That half equals the E4M3 value * 2^-8
 /// for every normal and subnormal code (E4M3 subnormals land on half subnormals, which F16C widens
@@ -178,15 +192,9 @@ struct F32 {
                          BFloat16* out) noexcept {
     // row bytes are not float objects: read them with unaligned vector loads (or memcpy) only
 #if ENGRAM_HAVE_AVX512
-    int64_t i = 0;
-    for (; i + 16 <= row_dim; i += 16)
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i),
-                          detail::f32x16_to_bf16(_mm512_loadu_ps(row + 4 * i)));
-    if (i < row_dim) {
-      const __mmask16 m = detail::lane_mask16(row_dim - i);
-      _mm256_mask_storeu_epi16(out + i, m,
-                               detail::f32x16_to_bf16(_mm512_maskz_loadu_ps(m, row + 4 * i)));
-    }
+    detail::store_bf16_x16(out, row_dim, [row](int64_t i, __mmask16 m) {
+      return _mm512_maskz_loadu_ps(m, row + 4 * i);
+    });
 #else
     decode_row_reference(row, nullptr, row_dim, out);
 #endif
@@ -254,17 +262,9 @@ struct F16 {
   static void decode_row(const std::byte* row, const std::byte*, int64_t row_dim,
                          BFloat16* out) noexcept {
 #if ENGRAM_HAVE_AVX512
-    int64_t i = 0;
-    for (; i + 16 <= row_dim; i += 16)
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i),
-                          detail::f32x16_to_bf16(_mm512_cvtph_ps(
-                              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * i)))));
-    if (i < row_dim) {
-      const __mmask16 m = detail::lane_mask16(row_dim - i);
-      _mm256_mask_storeu_epi16(
-          out + i, m,
-          detail::f32x16_to_bf16(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, row + 2 * i))));
-    }
+    detail::store_bf16_x16(out, row_dim, [row](int64_t i, __mmask16 m) {
+      return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, row + 2 * i));
+    });
 #else
     decode_row_reference(row, nullptr, row_dim, out);
 #endif
