@@ -210,33 +210,17 @@ class NumpyMultiplyXor {
   /// registers; the others run hash_rows_avx512_generic.
   void hash_rows_avx512(const int64_t* x, int64_t count, int64_t* out) const noexcept {
     const int64_t orders = max_ngram_size_ - 1, chunks = lane_heads_ / kLanes;
-    if (chunks == 1) {
-      switch (orders) {
-        case 1:
-          return hash_rows_avx512_fixed<1, 1>(x, count, out);
-        case 2:
-          return hash_rows_avx512_fixed<2, 1>(x, count, out);
-        case 3:
-          return hash_rows_avx512_fixed<3, 1>(x, count, out);
-        case 4:
-          return hash_rows_avx512_fixed<4, 1>(x, count, out);
-        default:
-          break;
-      }
-    } else if (chunks == 2) {
-      switch (orders) {
-        case 1:
-          return hash_rows_avx512_fixed<1, 2>(x, count, out);
-        case 2:
-          return hash_rows_avx512_fixed<2, 2>(x, count, out);
-        case 3:
-          return hash_rows_avx512_fixed<3, 2>(x, count, out);
-        case 4:
-          return hash_rows_avx512_fixed<4, 2>(x, count, out);
-        default:
-          break;
-      }
-    }
+    using Kernel = void (NumpyMultiplyXor::*)(const int64_t*, int64_t, int64_t*) const noexcept;
+    static constexpr Kernel kFixed[2][4] = {{&NumpyMultiplyXor::hash_rows_avx512_fixed<1, 1>,
+                                             &NumpyMultiplyXor::hash_rows_avx512_fixed<2, 1>,
+                                             &NumpyMultiplyXor::hash_rows_avx512_fixed<3, 1>,
+                                             &NumpyMultiplyXor::hash_rows_avx512_fixed<4, 1>},
+                                            {&NumpyMultiplyXor::hash_rows_avx512_fixed<1, 2>,
+                                             &NumpyMultiplyXor::hash_rows_avx512_fixed<2, 2>,
+                                             &NumpyMultiplyXor::hash_rows_avx512_fixed<3, 2>,
+                                             &NumpyMultiplyXor::hash_rows_avx512_fixed<4, 2>}};
+    if (chunks >= 1 && chunks <= 2 && orders >= 1 && orders <= 4)
+      return (this->*kFixed[chunks - 1][orders - 1])(x, count, out);
     hash_rows_avx512_generic(x, count, out);
   }
 
