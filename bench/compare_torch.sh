@@ -1,21 +1,55 @@
 #!/usr/bin/env bash
 # Runs the PyTorch baseline (bench/torch_engram.py, the official demo module) and `engram bench`
-# back to back on the same config and prints tokens/s of each and their ratio, for each T given.
+# back to back on the same config and prints tokens/s of each and their ratio, for each dtype and
+# T given; optionally plots tokens/s against T (gnuplot, Debian gnuplot-nox) into a PNG.
 # Needs Debian's python3-torch python3-numpy python3-sympy and a Release build (build/bin/engram).
 #   bench/compare_torch.sh [CONFIG] [THREADS] [T...]
+# Environment:
+#   BATCH=B          sequences per call (default 1; e.g. BATCH=32 with T=1 for batched decode)
+#   DTYPES="f32 bf16" dtypes to run (default f32; bf16 = bf16 weights/table in both)
+#   ENGRAM_BIN=path  the engram executable (default build/bin/engram)
+#   PLOT=out.png     also write a tokens/s-vs-T plot (log-log) there
 set -euo pipefail
 cd "$(dirname "$0")/.."
 config="${1:-bench/configs/paper_demo.json}"
 threads="${2:-2}"
 shift $(( $# > 2 ? 2 : $# )) || true
 lengths=("${@:-1 2048}")
+batch="${BATCH:-1}"
+dtypes="${DTYPES:-f32}"
+engram_bin="${ENGRAM_BIN:-build/bin/engram}"
+plot="${PLOT:-}"
 lookup=tests/data/tokenizer/deepseek_v3/lookup.safetensors
-printf "%-8s %14s %14s %8s\n" "T" "torch tok/s" "engram tok/s" "ratio"
-for T in ${lengths[@]}; do
-  reps=5; [ "$T" -le 16 ] && reps=21
-  torch=$(/usr/bin/python3 bench/torch_engram.py bench "$config" "$lookup" --seqlen "$T" \
-          --threads "$threads" --reps "$reps" | sed -n 's/.*tokens\/s \([0-9.]*\).*/\1/p')
-  ours=$(build/bin/engram bench --config "$config" --lookup "$lookup" --seqlen "$T" \
-         --threads "$threads" --reps "$reps" | sed -n 's/^tokens\/s \([0-9.]*\)$/\1/p')
-  printf "%-8s %14s %14s %7.2fx\n" "$T" "$torch" "$ours" "$(awk -v a="$ours" -v b="$torch" 'BEGIN{print a/b}')"
+data=$(mktemp)
+trap 'rm -f "$data"' EXIT
+printf "%-6s %-6s %-6s %14s %14s %8s\n" "dtype" "B" "T" "torch tok/s" "engram tok/s" "ratio"
+for dtype in $dtypes; do
+  for T in ${lengths[@]}; do
+    reps=5; [ $(( batch * T )) -le 64 ] && reps=21
+    torch=$(/usr/bin/python3 bench/torch_engram.py bench "$config" "$lookup" --seqlen "$T" \
+            --batch "$batch" --threads "$threads" --reps "$reps" --dtype "$dtype" |
+            sed -n 's/.*tokens\/s \([0-9.]*\).*/\1/p')
+    ours=$("$engram_bin" bench --config "$config" --lookup "$lookup" --seqlen "$T" \
+           --batch "$batch" --threads "$threads" --reps "$reps" --dtype "$dtype" |
+           sed -n 's/^tokens\/s \([0-9.]*\)$/\1/p')
+    ratio=$(awk -v a="$ours" -v b="$torch" 'BEGIN{printf "%.2f", a/b}')
+    printf "%-6s %-6s %-6s %14s %14s %7sx\n" "$dtype" "$batch" "$T" "$torch" "$ours" "$ratio"
+    echo "$dtype $T $torch $ours" >> "$data"
+  done
 done
+if [ -n "$plot" ]; then
+  command -v gnuplot > /dev/null || { echo "compare_torch: gnuplot not found (gnuplot-nox)" >&2; exit 1; }
+  mkdir -p "$(dirname "$plot")"
+  cmds="set terminal pngcairo noenhanced size 900,560; set output '$plot';"
+  cmds+="set title 'Engram layer forward, $(basename "$config"), B=$batch, $threads threads';"
+  cmds+="set xlabel 'T (tokens per sequence)'; set ylabel 'tokens/s'; set logscale xy; set grid;"
+  cmds+="set key left top; plot "
+  sep=""
+  for dtype in $dtypes; do
+    cmds+="$sep'$data' using (stringcolumn(1) eq '$dtype' ? \$2 : NaN):3 with linespoints title 'PyTorch $dtype',"
+    cmds+="'$data' using (stringcolumn(1) eq '$dtype' ? \$2 : NaN):4 with linespoints title 'engram $dtype'"
+    sep=","
+  done
+  gnuplot -e "$cmds"
+  echo "plot: $plot"
+fi

@@ -323,7 +323,44 @@ BENCHMARK(BM_StackedProjection)
     ->Args({2048, 1})
     ->Args({2048, 2})
     ->Args({64, 1})
-    ->Unit(benchmark::kMillisecond)
+    ->Args({48, 2})  // the largest skinny-kernel call (Linear::kSkinnyRows)
+    ->Args({32, 1})  // B = 32 decode
+    ->Args({32, 2})
+    ->Args({1, 1})  // B = 1 decode: one pass over the 21 MB of weights
+    ->Args({1, 2})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+
+/// The same projection with bf16 weights (LinearBF16: half the weight bytes, f32 accumulation;
+/// GEMM shapes widen kPanelRows-row panels). args: T, threads.
+void BM_StackedProjectionBF16(benchmark::State& state) {
+  const int64_t T = state.range(0);
+  ThreadScope threads(static_cast<int>(state.range(1)));
+  const LinearT<float>& f32 = demo_layer().projection();
+  std::vector<BFloat16> weight(f32.weight().size());
+  detail::f32_to_bf16(f32.weight().data(), weight.data(), static_cast<int64_t>(weight.size()));
+  const LinearBF16 projection(weight, f32.out_features(), f32.in_features());
+  const auto e = random_vector(T * kMemoryDim, 15, 0.0f, 1.0f);
+  std::vector<float> kv(T * projection.out_features());
+  for (auto _ : state) {
+    projection.forward(e.data(), T, kv.data(), false);
+    benchmark::DoNotOptimize(kv.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(state.iterations() * T);
+  state.SetBytesProcessed(state.iterations() *
+                          static_cast<int64_t>(weight.size() * sizeof(BFloat16)));
+  state.counters["GFLOP/s"] = benchmark::Counter(
+      double(state.iterations()) * 2.0 * T * kMemoryDim * projection.out_features() * 1e-9,
+      benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_StackedProjectionBF16)
+    ->ArgNames({"T", "threads"})
+    ->Args({2048, 2})
+    ->Args({32, 2})
+    ->Args({1, 1})
+    ->Args({1, 2})
+    ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 
 /// The demo gate + y + conv norms per token (one thread), as the layer's first per-token pass.

@@ -1,9 +1,11 @@
-// LinearT (one Eigen GEMM on row-major operands) against reference::linear.
+// LinearT (skinny AVX-512 kernel for few rows; OpenBLAS or Eigen GEMM otherwise) against
+// reference::linear, and detail::skinny_product's vector kernel against its plain-loop path.
 #include "engram/nn/linear.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <random>
 #include <vector>
 
@@ -31,9 +33,11 @@ TEST(Linear, HandComputed) {
 }
 
 TEST(Linear, FastMatchesReference) {
-  for (const int64_t rows : {0, 1, 5, 37}) {
+  // 37 and 48 take the skinny kernel (<= kSkinnyRows), 49 and 70 the GEMM.
+  static_assert(Linear::kSkinnyRows == 48);
+  for (const int64_t rows : {0, 1, 5, 37, 48, 49, 70}) {
     for (const int64_t in : {1, 85, 163}) {
-      for (const int64_t out : {1, 16, 85}) {
+      for (const int64_t out : {1, 7, 16, 85}) {
         for (const bool with_bias : {false, true}) {
           SCOPED_TRACE("rows " + std::to_string(rows) + " in " + std::to_string(in) + " out " +
                        std::to_string(out) + (with_bias ? " bias" : ""));
@@ -50,6 +54,107 @@ TEST(Linear, FastMatchesReference) {
             EXPECT_NEAR(fast[i], ref[i], 1e-5f * (1 + in / 16));
           for (int64_t i = rows * out; i < rows * out + 3; ++i) EXPECT_EQ(fast[i], 77.0f);
         }
+      }
+    }
+  }
+}
+
+// Every row remainder of the 6-row blocks and W-row remainder of the 4-row blocks, K tails of
+// the 16-lane loop, and a partial output range [o_begin, o_end) writing only its own columns.
+TEST(Linear, SkinnyKernelMatchesScalarLoops) {
+  for (const int64_t rows : {1, 2, 3, 4, 5, 6, 7, 13}) {
+    for (const int64_t in : {1, 16, 17, 85, 163}) {
+      for (const int64_t out : {1, 3, 4, 9}) {
+        SCOPED_TRACE("rows " + std::to_string(rows) + " in " + std::to_string(in) + " out " +
+                     std::to_string(out));
+        const auto x = random_values(rows * in, 4);
+        const auto w = random_values(out * in, 5);
+        const int64_t ldy = out + 2, o_begin = out > 1 ? 1 : 0;
+        std::vector<float> fast(rows * ldy, 77.0f), ref(rows * out);
+        detail::skinny_product(x.data(), rows, w.data(), in, fast.data(), ldy, o_begin, out);
+        reference::linear(x.data(), w.data(), static_cast<const float*>(nullptr), ref.data(), rows,
+                          in, out);
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t o = 0; o < ldy; ++o) {
+            if (o < o_begin || o >= out)
+              EXPECT_EQ(fast[r * ldy + o], 77.0f) << "row " << r << " col " << o;
+            else
+              EXPECT_NEAR(fast[r * ldy + o], ref[r * out + o], 1e-5f * (1 + in / 16))
+                  << "row " << r << " col " << o;
+          }
+      }
+    }
+  }
+}
+
+TEST(Linear, DoubleMatchesReference) {
+  std::mt19937 rng(6);
+  std::uniform_real_distribution<double> dist(-1.0, 1.0);
+  const int64_t rows = 3, in = 85, out = 7;
+  std::vector<double> x(rows * in), w(out * in), y(rows * out), ref(rows * out);
+  for (auto& v : x) v = dist(rng);
+  for (auto& v : w) v = dist(rng);
+  LinearT<double>(w, out, in).forward(x.data(), rows, y.data());
+  reference::linear(x.data(), w.data(), static_cast<const double*>(nullptr), ref.data(), rows, in,
+                    out);
+  for (int64_t i = 0; i < rows * out; ++i) EXPECT_NEAR(y[i], ref[i], 1e-12);
+}
+
+// bf16 weights: LinearBF16 (skinny kernel for <= kSkinnyRows rows, panel-widened GEMM above, with
+// out not a multiple of kPanelRows) against the double reference on the same bf16 weights and
+// against the f32 Linear on the bf16-rounded weights widened to f32.
+TEST(Linear, BF16WeightsMatchF32OnRoundedWeights) {
+  for (const int64_t rows : {1, 7, 48, 49, 70}) {
+    for (const int64_t in : {1, 85, 163}) {
+      for (const int64_t out : {3, 300}) {
+        SCOPED_TRACE("rows " + std::to_string(rows) + " in " + std::to_string(in) + " out " +
+                     std::to_string(out));
+        const auto x = random_values(rows * in, 7);
+        const auto w = random_values(out * in, 8);
+        const auto b = random_values(out, 9);
+        std::vector<BFloat16> w16(w.size());
+        std::vector<float> rounded(w.size());
+        for (size_t i = 0; i < w.size(); ++i) {
+          w16[i].bits = detail::f32_to_bf16_bits(w[i]);
+          rounded[i] = detail::bf16_bits_to_f32(w16[i].bits);
+        }
+        std::vector<float> fast(rows * out + 3, 77.0f), f32(rows * out), ref(rows * out);
+        LinearBF16(w16, out, in, b).forward(x.data(), rows, fast.data());
+        Linear(rounded, out, in, b).forward(x.data(), rows, f32.data());
+        reference::linear(x.data(), w16.data(), b.data(), ref.data(), rows, in, out);
+        for (int64_t i = 0; i < rows * out; ++i) {
+          EXPECT_NEAR(fast[i], ref[i], 1e-5f * (1 + in / 16));
+          EXPECT_NEAR(fast[i], f32[i], 1e-5f * (1 + in / 16));
+        }
+        for (int64_t i = rows * out; i < rows * out + 3; ++i) EXPECT_EQ(fast[i], 77.0f);
+        // bf16 rounding is visible: the unrounded f32 weights give a different result.
+        if (in == 163 && rows == 1) {
+          std::vector<float> unrounded(rows * out);
+          Linear(w, out, in, b).forward(x.data(), rows, unrounded.data());
+          double diff = 0;
+          for (int64_t i = 0; i < rows * out; ++i) diff += std::abs(unrounded[i] - fast[i]);
+          EXPECT_GT(diff, 1e-4);
+        }
+      }
+    }
+  }
+}
+
+TEST(Linear, BF16SkinnyKernelMatchesScalarLoops) {
+  for (const int64_t rows : {1, 5, 6, 13}) {
+    for (const int64_t in : {1, 17, 163}) {
+      for (const int64_t out : {1, 5, 9}) {
+        SCOPED_TRACE("rows " + std::to_string(rows) + " in " + std::to_string(in) + " out " +
+                     std::to_string(out));
+        const auto x = random_values(rows * in, 10);
+        const auto w = random_values(out * in, 11);
+        std::vector<BFloat16> w16(w.size());
+        for (size_t i = 0; i < w.size(); ++i) w16[i].bits = detail::f32_to_bf16_bits(w[i]);
+        std::vector<float> fast(rows * out, 77.0f), ref(rows * out, 77.0f);
+        detail::skinny_product(x.data(), rows, w16.data(), in, fast.data(), out, 0, out);
+        detail::skinny_product_reference(x.data(), rows, w16.data(), in, ref.data(), out, 0, out);
+        for (int64_t i = 0; i < rows * out; ++i)
+          EXPECT_NEAR(fast[i], ref[i], 1e-5f * (1 + in / 16));
       }
     }
   }

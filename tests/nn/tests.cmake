@@ -8,3 +8,7 @@ foreach(_engram_nn_test rms_norm linear gate short_conv)
     target_compile_options(nn_${_engram_nn_test}_test PRIVATE -Wno-maybe-uninitialized -Wno-uninitialized -Wno-array-bounds)
   endif()
 endforeach()
+# The large-product path of LinearT runs on OpenBLAS when engram::blas exists: test that build.
+if(TARGET engram::blas)
+  target_link_libraries(nn_linear_test PRIVATE engram::blas)
+endif()
