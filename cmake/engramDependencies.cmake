@@ -1,6 +1,7 @@
 # Finds engram's dependencies; used by the build and, installed, by engramConfig.cmake.
 # Required: Eigen3, nlohmann_json. Optional (each enables one component): utf8proc + zlib
-# (engram::tokenizer), xxHash (engram::xxhash), liburing (engram::uring).
+# (engram::tokenizer), xxHash (engram::xxhash), liburing (engram::uring), libmemcached
+# (engram::memcached), OpenBLAS (engram::blas: LinearT's large GEMMs).
 include(CMakeFindDependencyMacro)
 find_dependency(Eigen3 3.3 NO_MODULE)
 find_dependency(nlohmann_json 3.10)
@@ -20,3 +21,5 @@ endfunction()
 _engram_pkg(engram_dep::utf8proc libutf8proc)
 _engram_pkg(engram_dep::xxhash libxxhash)
 _engram_pkg(engram_dep::uring liburing)
+_engram_pkg(engram_dep::memcached libmemcached)
+_engram_pkg(engram_dep::blas openblas)

@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -29,7 +30,10 @@
 #include "engram/layer/engram_layer.hpp"
 #include "engram/layer/fused_engram_layer.hpp"
 #include "engram/tokenizer/vocab_compressor.hpp"
+#include "offload_bench.hpp"
 #include "random_checkpoint.hpp"
+#include "remote_commands.hpp"
+#include "tier_commands.hpp"
 
 namespace engram::cli {
 namespace {
@@ -119,7 +123,8 @@ std::vector<float> run_layer(const Layer& layer, const TokenIds& in, std::span<c
 
 int forward(int argc, char** argv) {
   const Args args(argc, argv, 2,
-                  {"config", "lookup", "weights", "prefix", "layer", "chunk", "input", "output"},
+                  {"config", "lookup", "weights", "prefix", "layer", "chunk", "input", "output",
+                   "table", "cache-mb"},
                   {});
   if (!args.positional().empty()) throw UsageError("unexpected argument " + args.positional()[0]);
   const auto config = EngramConfig::load(args.str("config"));
@@ -129,7 +134,15 @@ int forward(int argc, char** argv) {
   config.require_layer(layer_id, args.str("config"));
   auto hasher = std::make_shared<const NgramHasher>(config, table.lookup(), layer_id);
   auto weights = std::make_shared<const SafetensorsFile>(args.str("weights"));
-  const CheckpointOptions options{.prefix = args.str("prefix", "")};
+  const CheckpointOptions options{.prefix = args.str("prefix", ""),
+                                  .table_in_tier = args.has("table")};
+  std::optional<OpenedTable> rows_table;  // --table: the rows live there, not in the checkpoint
+  if (args.has("table")) {
+    rows_table.emplace(
+        open_table(args.str("table"),
+                   {.cache_bytes = args.integer("cache-mb", 0, 0, int64_t{1} << 30) << 20}));
+    check_table_matches(rows_table->info, args.str("table"), config, *hasher);
+  }
 
   const SafetensorsFile input(args.str("input"));
   const TokenIds in = read_input_ids(input);
@@ -140,10 +153,14 @@ int forward(int argc, char** argv) {
   std::vector<float> out;
   if (config.variant == Variant::kFused) {
     const auto layer = FusedEngramLayer::load(config, weights, hasher, options);
-    out = run_layer(layer, in, hidden_values, chunk);
+    out = rows_table ? run_layer_from_table(layer, *rows_table, in.batch, in.seqlen, in.ids,
+                                            hidden_values, chunk)
+                     : run_layer(layer, in, hidden_values, chunk);
   } else {
     const auto layer = EngramLayer::load(config, weights, hasher, options);
-    out = run_layer(layer, in, hidden_values, chunk);
+    out = rows_table ? run_layer_from_table(layer, *rows_table, in.batch, in.seqlen, in.ids,
+                                            hidden_values, chunk)
+                     : run_layer(layer, in, hidden_values, chunk);
   }
   std::vector<int64_t> rows(static_cast<size_t>(in.batch * in.seqlen * hasher->num_columns()));
   hasher->hash(in.ids, in.batch, in.seqlen, rows);
@@ -375,8 +392,20 @@ const std::vector<Command>& commands() {
        hash},
       {"forward",
        "forward --config CFG.json --lookup LOOKUP.safetensors --weights W.safetensors [--prefix P] "
-       "[--layer L] [--chunk K] --input IN.safetensors -o OUT.safetensors",
+       "[--layer L] [--chunk K] [--table URI [--cache-mb M]] --input IN.safetensors -o "
+       "OUT.safetensors",
        forward},
+      {"pack",
+       "pack --config CFG.json --lookup LOOKUP.safetensors --weights W.safetensors [--prefix P] "
+       "[--layer L] --codec f32|bf16|f16|fp8 -o TABLE.engram [--max-mb-per-s R]",
+       pack},
+      {"bench-offload",
+       "bench-offload --corpus TOKENS.safetensors --lookup LOOKUP.safetensors --table-rows R "
+       "--cache-mb M --table-dir DIR [--codec bf16|f32] [--no-prefetch] [--tokens N] [--threads T]",
+       bench_offload},
+      {"push",
+       "push --table TABLE.engram --to memcached://HOST:PORT[,HOST:PORT...] [--chunk-pages N]",
+       push},
       {"bench",
        "bench --config CFG.json --lookup LOOKUP.safetensors [--batch B] [--seqlen T] [--threads N] "
        "[--dtype f32|bf16] [--layer L] [--reps R] [--cache-dir DIR]",

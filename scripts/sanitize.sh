@@ -9,6 +9,6 @@ cmake --build build-asan -j"$(nproc)"
 ctest --test-dir build-asan --output-on-failure -j"$(nproc)" -E cmake_import
 if ctest --test-dir build-asan -N -L threads | grep -q "Total Tests: [1-9]"; then
   cmake -S . -B build-tsan "${common[@]}" -DENGRAM_SANITIZE=thread >/dev/null
-  cmake --build build-tsan -j"$(nproc)" --target tier_conformance_test tier_fault_test prefetch_test tier_alloc_test
+  cmake --build build-tsan -j"$(nproc)" --target engram_threads_tests
   ctest --test-dir build-tsan --output-on-failure -L threads
 fi

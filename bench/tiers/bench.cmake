@@ -7,4 +7,9 @@ if(TARGET engram::xxhash)
     list(APPEND _engram_tier_bench_libs engram::uring)
   endif()
   engram_add_bench(tiers_tier_bench tiers/tier_bench.cpp LIBS ${_engram_tier_bench_libs})
+  # The remote tier over a loopback memcached pool (started by the benchmark) against DirectIO.
+  if(TARGET engram::memcached)
+    engram_add_bench(tiers_remote_tier_bench tiers/remote_tier_bench.cpp
+                     LIBS ${_engram_tier_bench_libs} engram::memcached)
+  endif()
 endif()

@@ -13,6 +13,18 @@ if(TARGET engram::xxhash)
   foreach(name tier_conformance_test tier_fault_test prefetch_test tier_alloc_test)
     engram_add_test(${name} tiers/${name}.cpp LIBS ${_engram_tier_libs} LABELS threads)
   endforeach()
+  # The seam between tiers and layers (forward_memory, AnyTier, open_table, TieredMemory).
+  engram_add_test(tiered_layer_test tiers/tiered_layer_test.cpp LIBS ${_engram_tier_libs}
+                  LABELS threads)
+
+  # The remote tier: an in-process store always; a loopback memcached pool (started by the test,
+  # skipped when the memcached binary is missing) when libmemcached is found.
+  set(_engram_remote_libs ${_engram_tier_libs})
+  if(TARGET engram::memcached)
+    list(APPEND _engram_remote_libs engram::memcached)
+  endif()
+  engram_add_test(remote_tier_test tiers/remote_tier_test.cpp LIBS ${_engram_remote_libs}
+                  LABELS threads)
 else()
   message(STATUS "engram: xxHash not found, skipping the memory tier tests")
 endif()

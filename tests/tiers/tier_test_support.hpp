@@ -275,7 +275,7 @@ class FaultInjectingPageReader {
  private:
   Inner inner_;
   int64_t page_bytes_;
-  detail::AlignedBuffer copy_;
+  detail::IoBuffer copy_;
   Fault fault_ = Fault::kNone;
   int64_t target_ = -1;
   std::atomic<int64_t> fired_{0};

@@ -23,6 +23,9 @@
 // - column_rows (the per-column table sizes: the hasher's primes in column order) is optional for
 //   the demo variant: without it they are derived from the offsets (the last column gets the
 //   remaining rows). The fused checkpoint has no offsets, so it needs column_rows.
+// - CheckpointOptions::table_in_tier: the table lives in a RowTier (a packed `.engram` file, a
+//   remote pool), so the table tensors are not read; the layer gets a shape-only table
+//   (EmbeddingTableT::shape_only) and runs through forward_memory.
 // Thread safety: the loaded weights are immutable; share them freely.
 #pragma once
 
@@ -50,6 +53,10 @@ struct CheckpointOptions {
   std::string prefix = {};
   /// Rows of each hash column's sub-table, [cols] (the hasher's primes); empty: from the offsets.
   std::vector<int64_t> column_rows = {};
+  /// The table's rows live in a RowTier (a packed file, a remote pool; memory/tiered_memory.hpp),
+  /// not in the checkpoint: the table tensors are neither required nor read, column_rows is
+  /// required, and the layer runs through forward_memory (its hash-id front ends throw).
+  bool table_in_tier = false;
 };
 
 /// The table codecs a layer accepts: demo rows F32/BF16/F16; fused FP8 rows with E8M0 scales per
@@ -140,8 +147,8 @@ void read_dense(const SafetensorsFile& file, const std::string& name,
   const Scalar* values = out.data() + offset;
   for (int64_t i = 0; i < t.numel(); ++i)
     ENGRAM_CHECK(std::isfinite(static_cast<double>(values[i])), file.path(), ": tensor '", name,
-                 "' holds a non-finite value (", static_cast<double>(values[i]),
-                 ") at flat index ", i, "; weights must be finite");
+                 "' holds a non-finite value (", static_cast<double>(values[i]), ") at flat index ",
+                 i, "; weights must be finite");
 }
 
 /// The column sizes to use: the given ones (checked to be cols positive values) or none.
@@ -181,6 +188,65 @@ LayerTable make_table(const TensorView& rows, const TensorView* scales, int64_t 
 
 }  // namespace detail
 
+namespace detail {
+
+/// A shape-only table (rows in a tier) for options.table_in_tier; needs column_rows.
+inline LayerTable tier_table(const EngramConfig& config, const CheckpointOptions& options,
+                             const std::string& where) {
+  std::vector<int64_t> column_rows = checked_column_rows(config, options, where);
+  ENGRAM_CHECK(!column_rows.empty(), where,
+               ": a table in a tier (CheckpointOptions::table_in_tier) needs "
+               "CheckpointOptions::column_rows (the hasher's primes, ",
+               config.num_columns(), " values)");
+  const std::string name = where + " (table rows in a tier)";
+  if (config.variant == Variant::kDemo)
+    return EmbeddingTableT<codec::F32>::shape_only(config.row_dim(), std::move(column_rows), name);
+  switch (config.quant_block) {
+    case 16:
+      return EmbeddingTableT<codec::Fp8E4M3T<16>>::shape_only(config.row_dim(),
+                                                              std::move(column_rows), name);
+    case 32:
+      return EmbeddingTableT<codec::Fp8E4M3T<32>>::shape_only(config.row_dim(),
+                                                              std::move(column_rows), name);
+    case 64:
+      return EmbeddingTableT<codec::Fp8E4M3T<64>>::shape_only(config.row_dim(),
+                                                              std::move(column_rows), name);
+    case 128:
+      return EmbeddingTableT<codec::Fp8E4M3T<128>>::shape_only(config.row_dim(),
+                                                               std::move(column_rows), name);
+    default:
+      fail(where, ": quant_block ", config.quant_block, " is not supported (16, 32, 64 or 128)");
+  }
+}
+
+/// The demo module's dense weights (projections, norms, conv) into w.
+template <class Scalar>
+void read_demo_dense(const SafetensorsFile& file_ref, const EngramConfig& config,
+                     const std::string& p, EngramWeightsT<Scalar>& w) {
+  const SafetensorsFile* file = &file_ref;
+  const int64_t d = config.hidden_size, hc = config.hc_mult, m = config.memory_dim();
+  // keys then value, stacked into one [(hc + 1) * d, m] projection
+  w.kv_weight.resize(static_cast<size_t>((hc + 1) * d * m));
+  w.kv_bias.resize(static_cast<size_t>((hc + 1) * d));
+  for (int64_t i = 0; i <= hc; ++i) {
+    const std::string base = i < hc ? p + "key_projs." + std::to_string(i) : p + "value_proj";
+    detail::read_dense(*file, base + ".weight", {d, m}, w.kv_weight,
+                       static_cast<size_t>(i * d * m));
+    detail::read_dense(*file, base + ".bias", {d}, w.kv_bias, static_cast<size_t>(i * d));
+  }
+  for (int64_t i = 0; i < hc; ++i) {
+    const auto at = static_cast<size_t>(i * d);
+    const std::string index = std::to_string(i);
+    detail::read_dense(*file, p + "norm1." + index + ".weight", {d}, w.key_norm, at);
+    detail::read_dense(*file, p + "norm2." + index + ".weight", {d}, w.query_norm, at);
+    detail::read_dense(*file, p + "short_conv.norms." + index + ".weight", {d}, w.conv_norm, at);
+  }
+  detail::read_dense(*file, p + "short_conv.conv.weight", {hc * d, 1, config.kernel_size},
+                     w.conv_weight);
+}
+
+}  // namespace detail
+
 /// Loads the demo module's weights (see the banner for names and shapes).
 template <class Scalar = float>
 EngramWeightsT<Scalar> load_engram_weights(const EngramConfig& config,
@@ -191,9 +257,14 @@ EngramWeightsT<Scalar> load_engram_weights(const EngramConfig& config,
                ": load_engram_weights needs a demo-variant config, found variant \"fused\"");
   config.validate(file->path());
   const std::string& p = options.prefix;
-  const int64_t d = config.hidden_size, hc = config.hc_mult, m = config.memory_dim();
   const int64_t cols = config.num_columns(), r = config.row_dim();
 
+  if (options.table_in_tier) {
+    EngramWeightsT<Scalar> w{
+        config, file, detail::tier_table(config, options, file->path()), {}, {}, {}, {}, {}, {}};
+    detail::read_demo_dense(*file, config, p, w);
+    return w;
+  }
   // table + offsets
   const TensorView& table = file->at(p + "multi_head_embedding.embedding.weight");
   ENGRAM_CHECK(table.shape.size() == 2 && table.shape[1] == r, file->path(), ": tensor '",
@@ -237,25 +308,7 @@ EngramWeightsT<Scalar> load_engram_weights(const EngramConfig& config,
     }
   };
   EngramWeightsT<Scalar> w{config, file, make_table(), {}, {}, {}, {}, {}, {}};
-
-  // keys then value, stacked into one [(hc + 1) * d, m] projection
-  w.kv_weight.resize(static_cast<size_t>((hc + 1) * d * m));
-  w.kv_bias.resize(static_cast<size_t>((hc + 1) * d));
-  for (int64_t i = 0; i <= hc; ++i) {
-    const std::string base = i < hc ? p + "key_projs." + std::to_string(i) : p + "value_proj";
-    detail::read_dense(*file, base + ".weight", {d, m}, w.kv_weight,
-                       static_cast<size_t>(i * d * m));
-    detail::read_dense(*file, base + ".bias", {d}, w.kv_bias, static_cast<size_t>(i * d));
-  }
-  for (int64_t i = 0; i < hc; ++i) {
-    const auto at = static_cast<size_t>(i * d);
-    const std::string index = std::to_string(i);
-    detail::read_dense(*file, p + "norm1." + index + ".weight", {d}, w.key_norm, at);
-    detail::read_dense(*file, p + "norm2." + index + ".weight", {d}, w.query_norm, at);
-    detail::read_dense(*file, p + "short_conv.norms." + index + ".weight", {d}, w.conv_norm, at);
-  }
-  detail::read_dense(*file, p + "short_conv.conv.weight", {hc * d, 1, config.kernel_size},
-                     w.conv_weight);
+  detail::read_demo_dense(*file, config, p, w);
   return w;
 }
 
@@ -271,6 +324,14 @@ FusedEngramWeightsT<Scalar> load_fused_engram_weights(const EngramConfig& config
   const std::string& p = options.prefix;
   const int64_t d = config.hidden_size, hc = config.hc_mult, m = config.memory_dim();
   const int64_t hd = config.head_dim, qb = config.quant_block;
+  if (options.table_in_tier) {
+    FusedEngramWeightsT<Scalar> w{config, file, detail::tier_table(config, options, file->path()),
+                                  {},     {},   {}};
+    detail::read_dense(*file, p + "wkv.weight", {(hc + 1) * d, m}, w.kv_weight);
+    detail::read_dense(*file, p + "q_weight", {hc, d}, w.q_weight);
+    detail::read_dense(*file, p + "k_weight", {hc, d}, w.k_weight);
+    return w;
+  }
   std::vector<int64_t> column_rows = detail::checked_column_rows(config, options, file->path());
   ENGRAM_CHECK(!column_rows.empty(), file->path(),
                ": the fused checkpoint has no table offsets; pass CheckpointOptions::column_rows "

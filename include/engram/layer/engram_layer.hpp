@@ -17,7 +17,9 @@
 // Front ends: forward* take precomputed hash ids; forward_tokens* take token ids [B, T] and hash
 // them with the layer's NgramHasherT (load the layer with one; its primes must be the table's
 // column sizes). An optional `live` mask [B, T] (nonzero = live) marks dead tokens, hashed as
-// pad_id.
+// pad_id. forward_memory* take the memory e [B, T, cols * row_dim] instead of ids, for rows
+// fetched from a RowTier (SSD, remote store; memory/tiered_memory.hpp) ahead of the layer;
+// hash_tokens is the hashing front end alone (to know a chunk's rows before the layer runs).
 //
 // Streaming: forward(..., states, ...) continues each sequence from its EngramDecodeStateT (conv
 // history, hash history, position) and updates it; any chunking (1 token, 7 tokens, ragged) gives
@@ -211,6 +213,52 @@ class EngramLayerT {
     run({ids, static_cast<size_t>(tokens * cols_)}, hidden, segments, out, states, ws);
   }
 
+  /// Whole sequences with the memory e given instead of gathered (rows fetched from a RowTier and
+  /// decoded, memory/tiered_memory.hpp): memory [B, T, cols * row_dim] as the table's gather
+  /// would produce it; hidden and out [B, T, hc, d]. Equals forward(hash_ids, ...) when memory is
+  /// the gather of hash_ids.
+  void forward_memory(std::span<const Scalar> memory, std::span<const Scalar> hidden, int64_t batch,
+                      int64_t seq_len, std::span<Scalar> out, Workspace& ws) const {
+    const auto segments = detail::uniform_segments(kWho, batch, seq_len);
+    check_memory(memory, segments.total());
+    if (memory.empty()) return check_args_tokens(hidden, out, 0);  // no tokens
+    run({}, hidden, segments, out, {}, ws, memory.data());
+  }
+
+  /// As forward_memory, continuing and updating states[b] (the conv history and position; the
+  /// hash history is advanced by hash_tokens, which produced the ids the memory was fetched for).
+  void forward_memory(std::span<const Scalar> memory, std::span<const Scalar> hidden, int64_t batch,
+                      int64_t seq_len, std::span<Scalar> out, std::span<State* const> states,
+                      Workspace& ws) const {
+    ENGRAM_CHECK(static_cast<int64_t>(states.size()) == batch, kWho, ": ", states.size(),
+                 " states for a batch of ", batch, " sequences");
+    const auto segments = detail::uniform_segments(kWho, batch, seq_len);
+    check_memory(memory, segments.total());
+    if (memory.empty()) return check_args_tokens(hidden, out, 0);  // no tokens
+    run({}, hidden, segments, out, states, ws, memory.data());
+  }
+
+  /// The token-id front end alone: hashes token ids [B, T] into hash_ids [B, T, cols] (needs a
+  /// hasher), continuing and advancing states[b]'s hash history when states are given (one per
+  /// sequence). Use it to know the rows of a chunk before the layer runs (prefetch).
+  void hash_tokens(std::span<const int64_t> input_ids, int64_t batch, int64_t seq_len,
+                   std::span<int64_t> hash_ids, std::span<State* const> states = {},
+                   std::span<const uint8_t> live = {}) const {
+    const Hasher& hasher = require_hasher();
+    detail::check_token_ids(kWho, hasher, input_ids, batch, seq_len, live);
+    detail::check_size(kWho, "hash_ids", hash_ids.size(), batch * seq_len, cols_, "[B, T, cols]");
+    if (states.empty()) {
+      hasher.hash(input_ids, batch, seq_len, hash_ids, live);
+      return;
+    }
+    ENGRAM_CHECK(static_cast<int64_t>(states.size()) == batch, kWho, ": ", states.size(),
+                 " states for a batch of ", batch, " sequences");
+    check_states(states);
+    detail::hash_token_chunks(
+        kWho, hasher, input_ids, batch, seq_len, live,
+        [&](int64_t b) -> NgramHashState& { return states[b]->hash_state_; }, hash_ids.data());
+  }
+
   /// The readable spec: the PyTorch module step by step (separate key projections and norms, plain
   /// loops, double sums). Whole sequences; allocates.
   void forward_reference(std::span<const int64_t> hash_ids, std::span<const Scalar> hidden,
@@ -260,6 +308,11 @@ class EngramLayerT {
     detail::check_size(kWho, "out", out.size(), tokens, hc_ * d_, "[B, T, hc, d]");
   }
 
+  void check_memory(std::span<const Scalar> memory, int64_t tokens) const {
+    detail::check_size(kWho, "memory", memory.size(), tokens, kv_.in_features(),
+                       "[B, T, cols * row_dim]");
+  }
+
   const Hasher& require_hasher() const {
     ENGRAM_CHECK(hasher_ != nullptr, kWho,
                  ": forward_tokens needs a hasher (load the layer with an NgramHasher)");
@@ -279,18 +332,25 @@ class EngramLayerT {
     }
   }
 
+  // memory == nullptr: gather e from the table by hash_ids; else e = memory ([tokens, m], checked
+  // by forward_memory) and hash_ids is unused.
   void run(std::span<const int64_t> hash_ids, std::span<const Scalar> hidden,
            const detail::Segments& segments, std::span<Scalar> out, std::span<State* const> states,
-           Workspace& ws) const {
+           Workspace& ws, const Scalar* memory = nullptr) const {
     const int64_t tokens = segments.total();
-    check_args(hash_ids, hidden, out, tokens);
+    if (memory == nullptr) {
+      check_args(hash_ids, hidden, out, tokens);
+    } else {
+      check_args_tokens(hidden, out, tokens);
+    }
     check_states(states);
-    detail::check_hash_ids(kWho, weights_->table, hash_ids.data(), segments, nullptr);
+    if (memory == nullptr)
+      detail::check_hash_ids(kWho, weights_->table, hash_ids.data(), segments, nullptr);
     detail::check_finite_hidden(kWho, hidden.data(), segments, hc_, d_, nullptr);
     if (tokens == 0) return;
 
     const int64_t c = hc_ * d_, n = kv_.out_features(), m = kv_.in_features();
-    Scalar* e = ws.memory_.ensure(static_cast<size_t>(tokens * m));
+    const Scalar* e = memory;
     Scalar* kv = ws.kv_.ensure(static_cast<size_t>(tokens * n));
     Scalar* normed = ws.normed_.ensure(static_cast<size_t>(tokens * c));
     int64_t* token_segment = ws.token_segment_.ensure(static_cast<size_t>(tokens));
@@ -301,9 +361,16 @@ class EngramLayerT {
         token_segment[token] = s;
     }
 
-    detail::gather_memory(weights_->table, hash_ids.data(), tokens, e, ws.memory_f32_,
-                          ws.gather_workspaces(detail::kernel_threads()));
-    detail::check_finite_memory(kWho, weights_->table, e, hash_ids.data(), segments, nullptr);
+    if (memory == nullptr) {
+      Scalar* gathered = ws.memory_.ensure(static_cast<size_t>(tokens * m));
+      detail::gather_memory(weights_->table, hash_ids.data(), tokens, gathered, ws.memory_f32_,
+                            ws.gather_workspaces(detail::kernel_threads()));
+      detail::check_finite_memory(kWho, weights_->table, gathered, hash_ids.data(), segments,
+                                  nullptr);
+      e = gathered;
+    } else {
+      detail::check_finite_external_memory(kWho, memory, segments, cols_, m / cols_, nullptr);
+    }
     kv_.forward(e, tokens, kv, /*add_bias=*/false);
 
     const Scalar* bias = kv_.bias().data();

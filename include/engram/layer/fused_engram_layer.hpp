@@ -19,7 +19,9 @@
 // supplies the table's column sizes). Streaming: tokens are independent given their hash ids, so
 // any chunking gives the same output; the state-taking overloads advance each state's position and,
 // with token ids, its hash history. Guarantees, ownership, threads: as EngramLayerT
-// (engram_layer.hpp). `out` may be `hidden`.
+// (engram_layer.hpp). `out` may be `hidden`. forward_memory* take the memory e [B, T, m] instead
+// of ids (rows fetched from a RowTier, memory/tiered_memory.hpp); hash_tokens is the hashing front
+// end alone.
 #pragma once
 
 #include <algorithm>
@@ -168,6 +170,47 @@ class FusedEngramLayerT {
     for (State* state : states) state->position_ += seq_len;
   }
 
+  /// The memory e given instead of gathered (rows fetched from a RowTier and decoded,
+  /// memory/tiered_memory.hpp): memory [B, T, cols * row_dim], hidden and out [B, T, hc, d],
+  /// live empty or [B, T] (dead tokens' memory is ignored: out = hidden). Equals forward(hash_ids,
+  /// ...) when memory is the gather of hash_ids.
+  void forward_memory(std::span<const Scalar> memory, std::span<const Scalar> hidden, int64_t batch,
+                      int64_t seq_len, std::span<Scalar> out, Workspace& ws,
+                      std::span<const uint8_t> live = {}) const {
+    const auto segments = detail::uniform_segments(kWho, batch, seq_len);
+    detail::check_size(kWho, "memory", memory.size(), segments.total(), kv_.in_features(),
+                       "[B, T, cols * row_dim]");
+    if (memory.empty()) return check_args_memory(hidden, out, live, 0);  // no tokens
+    run({}, hidden, segments, out, live, ws, memory.data());
+  }
+
+  /// As forward_memory, advancing states[b] (one per sequence) by seq_len tokens.
+  void forward_memory(std::span<const Scalar> memory, std::span<const Scalar> hidden, int64_t batch,
+                      int64_t seq_len, std::span<Scalar> out, std::span<State* const> states,
+                      Workspace& ws, std::span<const uint8_t> live = {}) const {
+    check_states(states, batch);
+    forward_memory(memory, hidden, batch, seq_len, out, ws, live);
+    for (State* state : states) state->position_ += seq_len;
+  }
+
+  /// The token-id front end alone: hashes token ids [B, T] into hash_ids [B, T, cols] (needs a
+  /// hasher), continuing and advancing states[b]'s hash history when states are given.
+  void hash_tokens(std::span<const int64_t> input_ids, int64_t batch, int64_t seq_len,
+                   std::span<int64_t> hash_ids, std::span<State* const> states = {},
+                   std::span<const uint8_t> live = {}) const {
+    const Hasher& hasher = require_hasher();
+    detail::check_token_ids(kWho, hasher, input_ids, batch, seq_len, live);
+    detail::check_size(kWho, "hash_ids", hash_ids.size(), batch * seq_len, cols_, "[B, T, cols]");
+    if (states.empty()) {
+      hasher.hash(input_ids, batch, seq_len, hash_ids, live);
+      return;
+    }
+    check_states(states, batch);
+    detail::hash_token_chunks(
+        kWho, hasher, input_ids, batch, seq_len, live,
+        [&](int64_t b) -> NgramHashState& { return states[b]->hash_state_; }, hash_ids.data());
+  }
+
   /// The readable spec: EngramFused.forward step by step (reference gather, plain loops).
   /// Allocates.
   void forward_reference(std::span<const int64_t> hash_ids, std::span<const Scalar> hidden,
@@ -213,6 +256,13 @@ class FusedEngramLayerT {
     if (!live.empty()) detail::check_size(kWho, "live", live.size(), tokens, 1, "[B, T]");
   }
 
+  void check_args_memory(std::span<const Scalar> hidden, std::span<Scalar> out,
+                         std::span<const uint8_t> live, int64_t tokens) const {
+    detail::check_size(kWho, "hidden", hidden.size(), tokens, hc_ * d_, "[B, T, hc, d]");
+    detail::check_size(kWho, "out", out.size(), tokens, hc_ * d_, "[B, T, hc, d]");
+    if (!live.empty()) detail::check_size(kWho, "live", live.size(), tokens, 1, "[B, T]");
+  }
+
   void check_states(std::span<State* const> states, int64_t batch) const {
     ENGRAM_CHECK(static_cast<int64_t>(states.size()) == batch, kWho, ": ", states.size(),
                  " states for a batch of ", batch, " sequences");
@@ -226,19 +276,26 @@ class FusedEngramLayerT {
     return *hasher_;
   }
 
+  // memory == nullptr: gather e from the table by hash_ids; else e = memory ([tokens, m], checked
+  // by forward_memory) and hash_ids is unused.
   void run(std::span<const int64_t> hash_ids, std::span<const Scalar> hidden,
            const detail::Segments& segments, std::span<Scalar> out, std::span<const uint8_t> live,
-           Workspace& ws) const {
+           Workspace& ws, const Scalar* memory = nullptr) const {
     const int64_t tokens = segments.total();
-    check_args(hash_ids, hidden, out, live, tokens);
+    if (memory == nullptr) {
+      check_args(hash_ids, hidden, out, live, tokens);
+    } else {
+      check_args_memory(hidden, out, live, tokens);
+    }
     const uint8_t* mask = live.empty() ? nullptr : live.data();
-    detail::check_hash_ids(kWho, weights_->table, hash_ids.data(), segments, mask);
+    if (memory == nullptr)
+      detail::check_hash_ids(kWho, weights_->table, hash_ids.data(), segments, mask);
     detail::check_finite_hidden(kWho, hidden.data(), segments, hc_, d_, mask);
     if (tokens == 0) return;
 
     const int64_t c = hc_ * d_, n = kv_.out_features(), m = kv_.in_features();
     const int64_t* ids = hash_ids.data();
-    if (mask != nullptr) {  // dead tokens read row 0 of each column instead of their ids
+    if (mask != nullptr && memory == nullptr) {  // dead tokens read row 0 of each column
       int64_t* safe = ws.ids_.ensure(static_cast<size_t>(tokens * cols_));
       for (int64_t t = 0; t < tokens; ++t) {
         if (mask[t] == 0)
@@ -248,11 +305,17 @@ class FusedEngramLayerT {
       }
       ids = safe;
     }
-    Scalar* e = ws.memory_.ensure(static_cast<size_t>(tokens * m));
+    const Scalar* e = memory;
     Scalar* kv = ws.kv_.ensure(static_cast<size_t>(tokens * n));
-    detail::gather_memory(weights_->table, ids, tokens, e, ws.memory_f32_,
-                          ws.gather_workspaces(detail::kernel_threads()));
-    detail::check_finite_memory(kWho, weights_->table, e, ids, segments, mask);
+    if (memory == nullptr) {
+      Scalar* gathered = ws.memory_.ensure(static_cast<size_t>(tokens * m));
+      detail::gather_memory(weights_->table, ids, tokens, gathered, ws.memory_f32_,
+                            ws.gather_workspaces(detail::kernel_threads()));
+      detail::check_finite_memory(kWho, weights_->table, gathered, ids, segments, mask);
+      e = gathered;
+    } else {
+      detail::check_finite_external_memory(kWho, memory, segments, cols_, m / cols_, mask);
+    }
     kv_.forward(e, tokens, kv);
 
     const Scalar* h = hidden.data();

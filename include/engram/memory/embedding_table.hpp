@@ -254,6 +254,15 @@ class EmbeddingTableT {
     }
   }
 
+  /// A table of this shape whose rows live in a RowTier (tiers/row_tier.hpp) instead of memory:
+  /// it answers shape queries (columns, rows, offsets) but holds no rows; gather throws.
+  static EmbeddingTableT shape_only(int64_t row_dim, std::vector<int64_t> column_rows,
+                                    std::string name = "embedding table (rows in a tier)") {
+    return EmbeddingTableT(ShapeOnly{}, row_dim, std::move(column_rows), std::move(name));
+  }
+  /// Whether the rows are in memory (false for shape_only tables).
+  bool has_rows() const noexcept { return !shape_only_; }
+
   /// Same, for codecs without scales.
   EmbeddingTableT(std::span<const std::byte> rows, int64_t row_dim,
                   std::vector<int64_t> column_rows,
@@ -289,6 +298,7 @@ class EmbeddingTableT {
                  " is out of range [0, ", num_columns(), ")");
     ENGRAM_CHECK(hash_id >= 0 && hash_id < column_rows_[column], name_, ": hash id ", hash_id,
                  " in column ", column, " is out of range [0, ", column_rows_[column], ")");
+    ENGRAM_CHECK(!shape_only_, name_, ": the table's rows live in a tier, not in memory");
     ENGRAM_CHECK(static_cast<int64_t>(out.size()) == row_dim_, name_, ": output row has ",
                  out.size(), " values, expected row_dim = ", row_dim_);
     const int64_t row = offsets_[column] + hash_id;
@@ -379,7 +389,23 @@ class EmbeddingTableT {
   }
 
  private:
+  struct ShapeOnly {};
+  EmbeddingTableT(ShapeOnly, int64_t row_dim, std::vector<int64_t> column_rows, std::string name)
+      : row_dim_(row_dim), column_rows_(std::move(column_rows)), name_(std::move(name)) {
+    ENGRAM_CHECK(row_dim_ > 0, name_, ": row_dim must be positive, got ", row_dim_);
+    total_rows_ = detail::total_column_rows(column_rows_, name_);
+    offsets_.resize(column_rows_.size());
+    for (size_t c = 1; c < column_rows_.size(); ++c)
+      offsets_[c] = offsets_[c - 1] + column_rows_[c - 1];
+    row_bytes_ = Codec::row_bytes(row_dim_);
+    scale_bytes_ = Codec::scale_bytes(row_dim_);
+    shape_only_ = true;
+  }
+
   int64_t check_gather_args(std::span<const int64_t> hash_ids, size_t out_size) const {
+    ENGRAM_CHECK(!shape_only_, name_,
+                 ": the table's rows live in a tier, not in memory; fetch them through the tier "
+                 "and pass the memory to the layer's forward_memory");
     const int64_t tokens = check_hash_ids(hash_ids);
     ENGRAM_CHECK(static_cast<int64_t>(out_size) == tokens * output_dim(), name_, ": output has ",
                  out_size, " values, expected ", tokens * output_dim(), " ([", tokens, " tokens, ",
@@ -434,6 +460,7 @@ class EmbeddingTableT {
   int64_t total_rows_ = 0;
   int64_t row_bytes_ = 0;
   int64_t scale_bytes_ = 0;
+  bool shape_only_ = false;
 };
 
 /// Owning, vector-backed table storage (for tests and tables built in memory). Bytes start zeroed

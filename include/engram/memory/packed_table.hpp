@@ -354,7 +354,7 @@ class PackedTableWriter {
     layout_ = PackedLayout::compute(info_.row_bytes(), info_.num_rows,
                                     static_cast<int64_t>(json_.size()));
     chunk_pages_ = std::max<int64_t>(1, chunk_bytes / layout_.page_bytes);
-    chunk_ = detail::AlignedBuffer(chunk_pages_ * layout_.page_bytes);
+    chunk_ = detail::IoBuffer(chunk_pages_ * layout_.page_bytes);
     checksums_.reserve(static_cast<size_t>(layout_.num_pages));
 
     fd_ = detail::FileDescriptor(
@@ -523,7 +523,7 @@ class PackedTableWriter {
   double progress_interval_s_;
   std::chrono::steady_clock::time_point start_, last_progress_;
   detail::FileDescriptor fd_;
-  detail::AlignedBuffer chunk_;
+  detail::IoBuffer chunk_;
   int64_t chunk_pages_ = 1;
   int64_t page_in_chunk_ = 0;
   int64_t slot_in_page_ = 0;
@@ -677,7 +677,7 @@ class PackedTableFile {
   /// page. `progress(pages_done, num_pages)` is called every 256 MiB or so when given.
   void verify_pages(const std::function<void(int64_t, int64_t)>& progress = {}) const {
     const int64_t pages_per_read = std::max<int64_t>(1, (int64_t{8} << 20) / layout_.page_bytes);
-    detail::AlignedBuffer buffer(pages_per_read * layout_.page_bytes);
+    detail::IoBuffer buffer(pages_per_read * layout_.page_bytes);
     int64_t since_report = 0;
     for (int64_t first = 0; first < layout_.num_pages; first += pages_per_read) {
       const int64_t n = std::min(pages_per_read, layout_.num_pages - first);

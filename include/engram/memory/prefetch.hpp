@@ -169,7 +169,7 @@ class PrefetcherT {
     slots_ = std::vector<Slot>(static_cast<size_t>(options.slots));
     for (Slot& s : slots_) {
       s.ids.resize(static_cast<size_t>(max_batch_rows_));
-      s.staging = detail::AlignedBuffer(std::max<int64_t>(1, max_batch_rows_ * row_bytes_), 64);
+      s.staging = detail::IoBuffer(std::max<int64_t>(1, max_batch_rows_ * row_bytes_), 64);
     }
     queue_.assign(slots_.size(), -1);
     if constexpr (Policy::kAsynchronous) worker_ = std::thread([this] { worker_loop(); });
@@ -285,7 +285,7 @@ class PrefetcherT {
     uint64_t sequence = 0;
     std::vector<int64_t> ids;  // capacity max_batch_rows, first `count` valid
     int64_t count = 0;
-    detail::AlignedBuffer staging;
+    detail::IoBuffer staging;
     FetchReport report;
     std::exception_ptr error;
   };

@@ -61,6 +61,8 @@ inline void check_hash_ids(std::string_view who, const LayerTable& table, const 
                            const Segments& segments, const uint8_t* live) {
   std::visit(
       [&](const auto& t) {
+        ENGRAM_CHECK(t.has_rows(), who, ": table '", t.name(),
+                     "' holds no rows (they live in a tier): fetch them and call forward_memory");
         const auto rows = t.column_rows();
         const int64_t cols = t.num_columns();
         int64_t token = 0;
@@ -169,6 +171,20 @@ void check_finite_memory(std::string_view who, const LayerTable& table, const Sc
                             t.output_dim() / t.num_columns(), t.column_rows(), live);
       },
       table);
+}
+
+/// Throws unless the memory e [tokens, m] passed to forward_memory is finite for the live tokens
+/// (live null: all); the error names the sequence, position and column of the first bad value.
+template <class Scalar>
+void check_finite_external_memory(std::string_view who, const Scalar* e, const Segments& segments,
+                                  int64_t cols, int64_t row_dim, const uint8_t* live) {
+  const int64_t t = finite::first_non_finite_token(e, segments.total(), cols * row_dim, live);
+  if (t < 0) return;
+  int64_t c = 0;
+  while (c + 1 < cols && finite::all_finite(e + (t * cols + c) * row_dim, row_dim)) ++c;
+  const auto [s, pos] = finite::locate(segments, t);
+  throw Error(detail::concat(who, ": memory at sequence ", s, ", position ", pos, ", column ", c,
+                             " holds a non-finite value (a corrupt table row?)"));
 }
 
 /// e[t, c * row_dim + j] = row offsets[c] + ids[t, c] of the table, for `tokens` tokens, split over

@@ -179,7 +179,7 @@ class DirectIOTierT {
       int error = fd.valid() ? 0 : errno;
       if (fd.valid()) {
         // Some filesystems accept O_DIRECT at open and refuse it at read time: probe one page.
-        detail::AlignedBuffer probe(file.layout().page_bytes);
+        detail::IoBuffer probe(file.layout().page_bytes);
         const detail::ReadResult r = detail::pread_full(
             fd.get(), probe.data(), file.layout().page_bytes, file.layout().page_offset(0));
         error = r.error;

@@ -199,7 +199,7 @@ class PreadPageReader {
   int fd_;
   int64_t page_bytes_;
   int threads_;
-  std::vector<detail::AlignedBuffer> buffers_;  // [0] is the caller's
+  std::vector<detail::IoBuffer> buffers_;  // [0] is the caller's
   std::vector<std::thread> workers_;
   std::mutex mutex_;
   std::condition_variable start_cv_, done_cv_;
@@ -220,7 +220,7 @@ class UringPageReader {
       : fd_(fd), page_bytes_(page_bytes), depth_(std::clamp(options.queue_depth, 1, 4096)) {
     const int r = io_uring_queue_init(static_cast<unsigned>(depth_), &ring_, 0);
     ENGRAM_CHECK(r == 0, "io_uring_queue_init(", depth_, ") failed: ", detail::errno_text(-r));
-    buffers_ = detail::AlignedBuffer(depth_ * page_bytes_);
+    buffers_ = detail::IoBuffer(depth_ * page_bytes_);
     std::vector<iovec> iov(static_cast<size_t>(depth_));
     for (int s = 0; s < depth_; ++s)
       iov[static_cast<size_t>(s)] = {buffer(s), static_cast<size_t>(page_bytes_)};
@@ -341,7 +341,7 @@ class UringPageReader {
   int64_t page_bytes_;
   int depth_;
   io_uring ring_{};
-  detail::AlignedBuffer buffers_;
+  detail::IoBuffer buffers_;
   bool fixed_buffers_ = false;
   bool fixed_file_ = false;
   bool broken_ = false;

@@ -45,6 +45,11 @@ struct FetchReport {
   int64_t bytes_read = 0;         ///< bytes read from the medium (RAM: rows x row_bytes; storage:
                                   ///< whole pages, including rows nobody asked for)
   int64_t pages_read = 0;         ///< storage pages read, after de-duplication
+  // Where rows_from_storage came from, for composed tiers (fallback_tier.hpp); 0 for plain tiers.
+  int64_t rows_from_remote = 0;    ///< of rows_from_storage: served by a remote pool
+  int64_t rows_from_fallback = 0;  ///< of rows_from_storage: served by a durable fallback tier
+                                   ///< because the primary tier missed them (missing, dead or
+                                   ///< corrupted page)
 
   FetchReport& operator+=(const FetchReport& other) noexcept {
     rows += other.rows;
@@ -53,6 +58,8 @@ struct FetchReport {
     rows_from_storage += other.rows_from_storage;
     bytes_read += other.bytes_read;
     pages_read += other.pages_read;
+    rows_from_remote += other.rows_from_remote;
+    rows_from_fallback += other.rows_from_fallback;
     return *this;
   }
   friend bool operator==(const FetchReport&, const FetchReport&) = default;

@@ -3,7 +3,7 @@
 // writes that retry EINTR and short transfers, thread-safe errno text, little-endian fields.
 //
 // Internal (engram::detail): no stability promise. Thread safety: the free functions are reentrant;
-// FileDescriptor and AlignedBuffer are plain owners (not synchronised).
+// FileDescriptor and IoBuffer are plain owners (not synchronised).
 #pragma once
 
 #include <fcntl.h>
@@ -76,10 +76,10 @@ class FileDescriptor {
 
 /// A zero-initialised buffer whose start is aligned to `alignment` and whose size is rounded up to
 /// it (what O_DIRECT and io_uring fixed buffers need).
-class AlignedBuffer {
+class IoBuffer {
  public:
-  AlignedBuffer() = default;
-  explicit AlignedBuffer(int64_t bytes, int64_t alignment = kIoAlignment)
+  IoBuffer() = default;
+  explicit IoBuffer(int64_t bytes, int64_t alignment = kIoAlignment)
       : size_(static_cast<size_t>(align_up(bytes > 0 ? bytes : 1, alignment))) {
     void* p = std::aligned_alloc(static_cast<size_t>(alignment), size_);
     if (p == nullptr) throw std::bad_alloc();

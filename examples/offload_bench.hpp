@@ -1,0 +1,397 @@
+// offload_bench.hpp: `engram bench-offload` (included by engram_cli.cpp): what it costs to keep an
+// Engram table on SSD instead of in RAM, with and without asynchronous prefetch.
+//
+//   engram bench-offload --corpus TOKENS.safetensors --lookup LOOKUP.safetensors --table-rows R
+//                        --cache-mb M --table-dir DIR [--codec bf16|f32] [--no-prefetch]
+//                        [--tokens N] [--threads T]
+//
+// Model: a backbone of 4 blocks (hidden 1024, hc_mult 4 branches; causal attention, 8 heads; MoE
+// FFN of 8 SwiGLU experts 1024 -> 2048 -> 1024, top-2; examples/model/backbone.hpp) with one demo
+// Engram layer after block 1 (N = 3, 8 heads, 512 per order: 16 columns of 64 values, R rows per
+// head table), random weights, over the corpus in sequences of 512 tokens.
+// Table: sum of the 16 primes (about 16 R) rows, written once as DIR/bench-offload-*.engram
+// (seeded random rows streamed through PackedTableWriter) and reused when its metadata matches.
+// Runs: resident (the table memory-mapped and faulted into RAM, gathered by the layer itself) and
+// offloaded (the same file read by a DirectIOTier, O_DIRECT + io_uring, behind a CachedTier of M
+// MiB). With prefetch, batch i + 1's rows are hashed and their fetch queued on the prefetch worker
+// when batch i starts, so the SSD works while batch i's blocks compute; --no-prefetch fetches them
+// on the caller's thread when the layer needs them. The two runs alternate batch by batch (each
+// with its own hidden state), so both see the same load from other processes; an offloaded batch
+// is charged until the next batch's rows are staged. Both must give bitwise the same hidden
+// states (checked). Last line:
+//   offload penalty P% (resident X tok/s, offloaded Y tok/s, cache hit H%)
+// with P = 100 (X - Y) / X.
+#pragma once
+
+#include <sys/mman.h>
+
+#include <Eigen/Core>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cli_args.hpp"
+#include "engram/layer/engram_layer.hpp"
+#include "engram/memory/packed_table.hpp"
+#include "engram/memory/tiered_memory.hpp"
+#include "engram/memory/tiers/open_table.hpp"
+#include "model/backbone.hpp"
+#include "tier_commands.hpp"
+
+namespace engram::cli {
+namespace offload {
+
+using example::Matrix;
+using Clock = std::chrono::steady_clock;
+
+inline double since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+/// The Engram config: N = 3, 8 heads, 512 per order, hidden 1024 x 4 branches.
+inline EngramConfig bench_config(int64_t rows_per_head) {
+  EngramConfig c;
+  c.variant = Variant::kDemo;
+  c.engram_vocab_size = {rows_per_head, rows_per_head};
+  c.max_ngram_size = 3;
+  c.n_embed_per_ngram = 512;
+  c.n_head_per_ngram = 8;
+  c.layer_ids = {1};
+  c.hidden_size = 1024;
+  c.hc_mult = 4;
+  c.kernel_size = 4;
+  c.validate("bench-offload config");
+  return c;
+}
+
+/// DIR/bench-offload-<key>.engram holding seeded random rows for `info`; written once (with
+/// progress), reused when a file there has the same metadata.
+inline std::string ensure_table(const std::string& dir, const PackedTableInfo& info) {
+  std::filesystem::create_directories(dir);
+  const std::string json = info.to_json().dump();
+  const std::string path = dir + "/bench-offload-" +
+                           std::to_string(std::hash<std::string>{}(json) % 1000000007) + ".engram";
+  if (std::filesystem::exists(path)) {
+    try {
+      if (PackedTableFile(path).info().to_json().dump() == json) {
+        std::printf("reusing table %s\n", path.c_str());
+        return path;
+      }
+    } catch (const Error& e) {
+      std::fprintf(stderr, "rewriting %s: %s\n", path.c_str(), e.what());
+    }
+  }
+  const auto t0 = Clock::now();
+  const int64_t rb = info.row_bytes(), r = info.row_dim;
+  std::printf("writing table %s: %lld rows x %lld bytes (%.2f GB)\n", path.c_str(),
+              static_cast<long long>(info.num_rows), static_cast<long long>(rb),
+              static_cast<double>(info.num_rows * rb) / 1e9);
+  std::fflush(stdout);
+  PackedTableWriter writer(path, info, pack_progress_printer(), 1.0);
+  const CodecTag codec = codec_tag(info.codec, info.config.quant_block);
+  const int64_t batch = 8192;
+  std::vector<std::byte> records(static_cast<size_t>(batch * rb));
+  std::vector<float> values(static_cast<size_t>(r));
+  uint64_t x = 0x9E3779B97F4A7C15ull;  // xorshift64: cheap enough for tens of GB
+  std::visit(
+      [&](auto tag) {
+        using Codec = decltype(tag);
+        for (int64_t first = 0; first < info.num_rows; first += batch) {
+          const int64_t n = std::min(batch, info.num_rows - first);
+          for (int64_t i = 0; i < n; ++i) {
+            for (int64_t j = 0; j < r; j += 2) {
+              x ^= x << 13;
+              x ^= x >> 7;
+              x ^= x << 17;
+              // two uniform values in [-1.73, 1.73) (unit variance) per 64 random bits
+              values[static_cast<size_t>(j)] =
+                  (static_cast<float>(x >> 40) * (1.0f / 16777216.0f) - 0.5f) * 3.4641f;
+              if (j + 1 < r)
+                values[static_cast<size_t>(j + 1)] =
+                    (static_cast<float>((x >> 8) & 0xFFFFFF) * (1.0f / 16777216.0f) - 0.5f) *
+                    3.4641f;
+            }
+            std::byte* record = records.data() + i * rb;
+            Codec::encode_row(values.data(), r, record, record + Codec::row_bytes(r));
+          }
+          writer.append(std::span<const std::byte>(records.data(), static_cast<size_t>(n * rb)));
+        }
+      },
+      codec);
+  writer.finish();
+  std::printf("wrote %.2f GB in %.1f s\n", static_cast<double>(writer.layout().file_bytes) / 1e9,
+              since(t0));
+  return path;
+}
+
+/// Random Engram weights for `config` over a shape-only table (the caller sets the table).
+inline EngramWeightsT<float> random_engram_weights(const EngramConfig& config,
+                                                   const std::vector<int64_t>& column_rows,
+                                                   std::mt19937_64& rng) {
+  const int64_t d = config.hidden_size, hc = config.hc_mult, m = config.memory_dim();
+  EngramWeightsT<float> w{
+      config, nullptr, EmbeddingTableT<codec::F32>::shape_only(config.row_dim(), column_rows),
+      {},     {},      {},
+      {},     {},      {}};
+  auto fill = [&](std::vector<float>& v, int64_t n, float mean, float stddev) {
+    std::normal_distribution<float> normal(mean, stddev);
+    v.resize(static_cast<size_t>(n));
+    for (float& x : v) x = normal(rng);
+  };
+  fill(w.kv_weight, (hc + 1) * d * m, 0.0f, 1.0f / std::sqrt(static_cast<float>(m)));
+  fill(w.kv_bias, (hc + 1) * d, 0.0f, 0.01f);
+  fill(w.key_norm, hc * d, 1.0f, 0.1f);
+  fill(w.query_norm, hc * d, 1.0f, 0.1f);
+  fill(w.conv_weight, hc * d * config.kernel_size, 0.0f,
+       1.0f / std::sqrt(static_cast<float>(config.kernel_size)));
+  fill(w.conv_norm, hc * d, 1.0f, 0.1f);
+  return w;
+}
+
+/// The 4-block backbone with the Engram layer after block 1 (hyper-connection branches as in
+/// examples/mini_model.cpp: attention and MoE read the branch mean and add to every branch).
+class Backbone {
+ public:
+  Backbone(int64_t d, int64_t hc, std::mt19937_64& rng) : d_(d), hc_(hc) {
+    for (int b = 0; b < 4; ++b) {
+      attention_.emplace_back(d, 8, rng);
+      moe_.emplace_back(d, 2 * d, 8, 2, rng);
+    }
+  }
+
+  /// hidden [T, hc, d] = every branch the token's embedding (a seeded random vector per token id).
+  void embed(std::span<const int64_t> ids, std::vector<float>& hidden) const {
+    const auto T = static_cast<int64_t>(ids.size());
+    hidden.resize(static_cast<size_t>(T * hc_ * d_));
+    std::vector<float> row(static_cast<size_t>(d_));
+    for (int64_t t = 0; t < T; ++t) {
+      std::mt19937_64 token_rng(static_cast<uint64_t>(ids[static_cast<size_t>(t)]) * 7919 + 1);
+      std::normal_distribution<float> normal(0.0f, 1.0f);
+      for (float& v : row) v = normal(token_rng);
+      for (int64_t i = 0; i < hc_; ++i)
+        std::copy(row.begin(), row.end(), hidden.begin() + (t * hc_ + i) * d_);
+    }
+  }
+
+  /// Blocks [first, last) on hidden [T, hc, d].
+  void blocks(std::vector<float>& hidden, int64_t T, int first, int last) {
+    for (int b = first; b < last; ++b) {
+      Matrix mean = Matrix::Zero(T, d_);
+      for (int64_t i = 0; i < hc_; ++i) mean += branch(hidden, i, T);
+      mean /= static_cast<float>(hc_);
+      const Matrix attn = attention_[static_cast<size_t>(b)].forward(example::rms_normalize(mean));
+      const Matrix ffn = moe_[static_cast<size_t>(b)].forward(example::rms_normalize(mean + attn));
+      for (int64_t i = 0; i < hc_; ++i) branch(hidden, i, T) += attn + ffn;
+    }
+  }
+
+ private:
+  Eigen::Map<Matrix, 0, Eigen::OuterStride<>> branch(std::vector<float>& hidden, int64_t i,
+                                                     int64_t T) const {
+    return {hidden.data() + i * d_, T, d_, Eigen::OuterStride<>(hc_ * d_)};
+  }
+  int64_t d_, hc_;
+  std::vector<example::CausalSelfAttention> attention_;
+  std::vector<example::MoeFeedForward> moe_;
+};
+
+/// Adds the Engram layer's output to hidden (the residual), for one batch.
+inline void add_delta(std::vector<float>& hidden, const std::vector<float>& delta) {
+  for (size_t k = 0; k < hidden.size(); ++k) hidden[k] += delta[k];
+}
+
+inline uint64_t checksum(const std::vector<float>& v) {
+  return XXH3_64bits(v.data(), v.size() * sizeof(float));
+}
+
+}  // namespace offload
+
+inline int bench_offload(int argc, char** argv) {
+  using namespace offload;
+  const Args args(
+      argc, argv, 2,
+      {"corpus", "lookup", "table-rows", "cache-mb", "table-dir", "codec", "tokens", "threads"},
+      {"no-prefetch"});
+  if (!args.positional().empty()) throw UsageError("unexpected argument " + args.positional()[0]);
+  const int64_t rows_per_head = args.integer("table-rows", 0, 1000, int64_t{1} << 40);
+  const int64_t cache_mb = args.integer("cache-mb", 0, 0, int64_t{1} << 30);
+  const std::string codec = args.str("codec", "bf16");
+  if (codec != "bf16" && codec != "f32") throw UsageError("--codec must be bf16 or f32");
+  const bool prefetch = !args.flag("no-prefetch");
+  const int64_t threads = args.integer("threads", 2, 1, 1024);
+  const int64_t seq = 512;
+  Eigen::setNbThreads(static_cast<int>(threads));
+
+  const EngramConfig config = bench_config(rows_per_head);
+  const auto lookup = CompressionTable::load(args.str("lookup"));
+  auto hasher = std::make_shared<const NgramHasher>(config, lookup.lookup(), 1);
+  const PackedTableInfo info =
+      PackedTableInfo::make(config, 1, codec, {hasher->primes().begin(), hasher->primes().end()},
+                            {hasher->multipliers().begin(), hasher->multipliers().end()});
+  const std::string path = ensure_table(args.str("table-dir"), info);
+
+  const SafetensorsFile corpus(args.str("corpus"));
+  std::vector<int64_t> ids = corpus.read_int64("input_ids");
+  const int64_t limit = args.integer("tokens", 16384, seq);
+  const int64_t batches = std::min<int64_t>(limit, static_cast<int64_t>(ids.size())) / seq;
+  ENGRAM_CHECK(batches > 0, args.str("corpus"), ": fewer than ", seq, " tokens");
+  const int64_t tokens = batches * seq, width = config.hc_mult * config.hidden_size;
+
+  std::mt19937_64 rng(2026);
+  Backbone backbone(config.hidden_size, config.hc_mult, rng);
+  const std::vector<int64_t> column_rows(hasher->primes().begin(), hasher->primes().end());
+  EngramWeightsT<float> base = random_engram_weights(config, column_rows, rng);
+
+  // (1) resident: the packed file's page area is the dense [rows, 64] table when pages hold whole
+  // rows back to back; map it and fault it in.
+  const PackedTableFile file(path);
+  const PackedLayout& layout = file.layout();
+  ENGRAM_CHECK(layout.rows_per_page * layout.row_bytes == layout.page_bytes, path,
+               ": rows do not tile the pages; the resident run needs a dense table");
+  const auto mapping = file.map();
+  const std::span<const std::byte> dense =
+      mapping->bytes().subspan(static_cast<size_t>(layout.data_offset),
+                               static_cast<size_t>(info.num_rows * layout.row_bytes));
+  {
+    const auto t0 = Clock::now();
+    ::madvise(const_cast<std::byte*>(dense.data()), dense.size(), MADV_WILLNEED);
+    uint64_t touch = 0;
+    for (size_t i = 0; i < dense.size(); i += 4096) touch += static_cast<uint8_t>(dense[i]);
+    std::printf("resident table: %.2f GB mapped and faulted in in %.1f s (%llu)\n",
+                static_cast<double>(dense.size()) / 1e9, since(t0),
+                static_cast<unsigned long long>(touch % 10));
+  }
+  auto resident_weights = std::make_shared<EngramWeightsT<float>>(base);
+  if (codec == "bf16")
+    resident_weights->table =
+        EmbeddingTableT<codec::BF16>(dense, config.row_dim(), column_rows, path + " (resident)");
+  else
+    resident_weights->table =
+        EmbeddingTableT<codec::F32>(dense, config.row_dim(), column_rows, path + " (resident)");
+  const EngramLayer resident(resident_weights, hasher);
+  auto tier_weights = std::make_shared<EngramWeightsT<float>>(std::move(base));
+  tier_weights->table =
+      EmbeddingTableT<codec::F32>::shape_only(config.row_dim(), column_rows, path + " (tier)");
+  const EngramLayer offloaded(tier_weights, hasher);
+
+  std::printf(
+      "backbone: 4 blocks, hidden %lld x %lld branches, attention 8 heads, MoE 8 experts "
+      "%lld->%lld->%lld top-2; Engram after block 1 (N=3, 8 heads, 512 per order, %lld rows "
+      "of %lld bytes); %lld tokens in %lld batches of %lld; %lld threads\n",
+      static_cast<long long>(config.hidden_size), static_cast<long long>(config.hc_mult),
+      static_cast<long long>(config.hidden_size), static_cast<long long>(2 * config.hidden_size),
+      static_cast<long long>(config.hidden_size), static_cast<long long>(info.num_rows),
+      static_cast<long long>(info.row_bytes()), static_cast<long long>(tokens),
+      static_cast<long long>(batches), static_cast<long long>(seq),
+      static_cast<long long>(threads));
+  std::fflush(stdout);
+
+  auto batch_ids = [&](int64_t i) {
+    return std::span<const int64_t>(ids.data() + i * seq, static_cast<size_t>(seq));
+  };
+  std::vector<float> hidden, delta(static_cast<size_t>(seq * width));
+  EngramLayer::Workspace ws;
+
+  // Resident and offloaded batches alternate (batch i resident then offloaded, or the other way
+  // round on odd i), each with its own hidden state, so that both see the same load from whatever
+  // else runs on the machine. An offloaded batch's time runs from its start until its output is
+  // done *and* (with prefetch) the next batch's rows are staged: the fetch of batch i + 1 may hide
+  // behind batch i's blocks only, never behind the interleaved resident batch.
+  std::vector<int64_t> hash_ids(static_cast<size_t>(seq * offloaded.num_columns()));
+  std::vector<float> e(static_cast<size_t>(seq * config.memory_dim())), e_next(e.size());
+  OpenedTable table = open_table("file:" + path, {.cache_bytes = cache_mb << 20});
+  std::printf("offloaded: %s, %s prefetch\n", table.tier.describe().c_str(),
+              prefetch ? "asynchronous" : "no (synchronous)");
+  std::fflush(stdout);
+  FetchReport total;
+  double resident_seconds = 0, offloaded_seconds = 0, wait_seconds = 0, engram_seconds = 0;
+  int64_t mismatches = 0;
+  std::vector<float> hidden_offloaded;
+  auto run = [&](auto policy) {
+    using Policy = decltype(policy);
+    TieredMemoryT<AnyTier, Policy> memory(table.tier, table.info, {.max_tokens = seq});
+    auto submit = [&](int64_t i) {
+      offloaded.hash_tokens(batch_ids(i), 1, seq, hash_ids);
+      return memory.submit(hash_ids);
+    };
+    auto resident_batch = [&](int64_t i) {
+      const auto t0 = Clock::now();
+      backbone.embed(batch_ids(i), hidden);
+      backbone.blocks(hidden, seq, 0, 2);
+      const auto te = Clock::now();
+      resident.forward_tokens(batch_ids(i), hidden, 1, seq, delta, ws);
+      engram_seconds += since(te);
+      add_delta(hidden, delta);
+      backbone.blocks(hidden, seq, 2, 4);
+      resident_seconds += since(t0);
+    };
+    typename TieredMemoryT<AnyTier, Policy>::Ticket next;
+    auto offloaded_batch = [&](int64_t i) {
+      const auto t0 = Clock::now();
+      if (prefetch && i == 0) total += memory.wait(submit(0), e);  // pipeline fill, charged
+      if (prefetch && i + 1 < batches) next = submit(i + 1);       // overlaps batch i's blocks
+      backbone.embed(batch_ids(i), hidden_offloaded);
+      backbone.blocks(hidden_offloaded, seq, 0, 2);
+      if (!prefetch) {
+        const auto tw = Clock::now();
+        total += memory.wait(submit(i), e);
+        wait_seconds += since(tw);
+      }
+      offloaded.forward_memory(e, hidden_offloaded, 1, seq, delta, ws);
+      add_delta(hidden_offloaded, delta);
+      backbone.blocks(hidden_offloaded, seq, 2, 4);
+      if (prefetch && i + 1 < batches) {
+        const auto tw = Clock::now();
+        total += memory.wait(next, e_next);  // batch i+1's rows, staged during batch i
+        wait_seconds += since(tw);
+      }
+      offloaded_seconds += since(t0);
+    };
+    for (int64_t i = 0; i < batches; ++i) {
+      if (i % 2 == 0) {
+        resident_batch(i);
+        offloaded_batch(i);
+      } else {
+        offloaded_batch(i);
+        resident_batch(i);
+      }
+      if (prefetch) std::swap(e, e_next);
+      if (checksum(hidden) != checksum(hidden_offloaded)) ++mismatches;
+    }
+  };
+  if (prefetch) {
+    run(prefetch::Asynchronous{});
+  } else {
+    run(prefetch::Synchronous{});
+  }
+  const double resident_rate = static_cast<double>(tokens) / resident_seconds;
+  const double offloaded_rate = static_cast<double>(tokens) / offloaded_seconds;
+  const double hit = total.rows > 0 ? 100.0 * static_cast<double>(total.rows_from_cache) /
+                                          static_cast<double>(total.rows)
+                                    : 0.0;
+  std::printf("resident:  %.1f s, %.1f tok/s (Engram layer %.2f s)\n", resident_seconds,
+              resident_rate, engram_seconds);
+  std::printf(
+      "offloaded: %.1f s, %.1f tok/s; %lld rows (%lld cache hits; misses read %lld pages, %.1f MB, "
+      "from the SSD); waited %.3f s for rows (fetch + decode)\n",
+      offloaded_seconds, offloaded_rate, static_cast<long long>(total.rows),
+      static_cast<long long>(total.rows_from_cache), static_cast<long long>(total.pages_read),
+      static_cast<double>(total.bytes_read) / 1e6, wait_seconds);
+  std::printf("hidden states equal to the resident run's in %lld of %lld batches\n",
+              static_cast<long long>(batches - mismatches), static_cast<long long>(batches));
+  std::fflush(stdout);
+  ENGRAM_CHECK(mismatches == 0, "bench-offload: the offloaded run's hidden states differ from ",
+               "the resident run's in ", mismatches, " batches");
+  std::printf(
+      "offload penalty %.1f%% (resident %.1f tok/s, offloaded %.1f tok/s, cache hit %.1f%%)\n",
+      100.0 * (resident_rate - offloaded_rate) / resident_rate, resident_rate, offloaded_rate, hit);
+  return 0;
+}
+
+}  // namespace engram::cli

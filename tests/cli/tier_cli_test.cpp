@@ -1,0 +1,207 @@
+// The memory-tier commands of the `engram` tool, run as a user would: `pack` writes a table that
+// `forward --table` reads back to the resident forward's exact output (whole and chunked, demo and
+// fused, with a checkpoint that has no table at all); an interrupted pack leaves nothing that loads
+// and never replaces a good table; `bench-offload` runs end to end on a small table.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "engram/io/safetensors.hpp"
+#include "support/test_data.hpp"
+
+namespace engram {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::MatchesRegex;
+using ::testing::Not;
+
+struct CliRun {
+  int status;
+  std::string output;
+};
+
+CliRun shell(const std::string& cmd) {
+  CliRun r{0, ""};
+  FILE* pipe = ::popen((cmd + " 2>&1").c_str(), "r");
+  char buf[4096];
+  while (pipe && std::fgets(buf, sizeof buf, pipe)) r.output += buf;
+  const int raw = pipe ? ::pclose(pipe) : -1;
+  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  return r;
+}
+
+CliRun run(const std::string& args) { return shell(std::string(ENGRAM_CLI_PATH) + " " + args); }
+
+std::string tmp(const std::string& name) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("engram_tier_cli_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  return (dir / name).string();
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+const std::string kLookup = test::data_path("tokenizer/deepseek_v3/lookup.safetensors");
+
+struct Case {
+  std::string dir;
+  std::string codec;
+};
+
+class TierCli : public ::testing::TestWithParam<Case> {};
+
+TEST_P(TierCli, ForwardFromAPackedTableEqualsTheResidentForward) {
+  const Case c = GetParam();
+  const std::string dir = test::data_path("layer/" + c.dir);
+  const SafetensorsFile expected(dir + "/expected.safetensors");
+  const std::string layer = expected.metadata().at("layer_id");
+  const std::string common = "--config " + dir + "/config.json --lookup " + kLookup + " --layer " +
+                             layer + " --input " + dir + "/inputs.safetensors";
+  // The resident forward, per chunk size (chunking changes GEMM shapes, hence float rounding).
+  std::map<std::string, std::vector<float>> resident;
+  CliRun r;
+  for (const std::string chunk : {"0", "1", "7"}) {
+    const std::string resident_out = tmp(c.dir + "_resident_" + chunk + ".safetensors");
+    r = run("forward " + common + " --weights " + dir + "/weights.safetensors --chunk " + chunk +
+            " -o " + resident_out);
+    ASSERT_EQ(r.status, 0) << r.output;
+    resident[chunk] = SafetensorsFile(resident_out).at("output").copy_as<float>();
+  }
+
+  const std::string table = tmp(c.dir + ".engram");
+  r = run("pack --config " + dir + "/config.json --lookup " + kLookup + " --layer " + layer +
+          " --weights " + dir + "/weights.safetensors --codec " + c.codec + " -o " + table);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("rows of layer " + layer));
+  EXPECT_THAT(r.output, Not(HasSubstr("\r")));  // no progress lines when stderr is not a tty
+  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+
+  // A checkpoint without the table tensors: the rows can only come from the packed file.
+  const SafetensorsFile weights(dir + "/weights.safetensors");
+  std::vector<TensorWrite> kept;
+  for (const TensorView& view : weights.tensors()) {
+    if (view.name == "multi_head_embedding.embedding.weight" || view.name == "embed.weight" ||
+        view.name == "embed.weight_scale_inv")
+      continue;
+    kept.push_back({view.name, view.dtype, view.shape, view.bytes});
+  }
+  ASSERT_EQ(kept.size() + (c.codec == "fp8" ? 2 : 1), weights.tensors().size());
+  const std::string stripped = tmp(c.dir + "_no_table.safetensors");
+  save_safetensors(stripped, kept);
+  r = run("forward " + common + " --weights " + stripped + " -o " + tmp("x.safetensors"));
+  EXPECT_EQ(r.status, 1) << r.output;  // without --table the table is required
+
+  for (const std::string chunk : {"0", "1", "7"}) {
+    for (const std::string& uri :
+         {"file:" + table, table + "?cache_mb=1", "file:" + table + "?io=buffered"}) {
+      SCOPED_TRACE(c.dir + " chunk " + chunk + " table " + uri);
+      const std::string out = tmp(c.dir + "_tier_" + chunk + ".safetensors");
+      r = run("forward " + common + " --weights " + stripped + " --chunk " + chunk + " --table '" +
+              uri + "' -o " + out);
+      ASSERT_EQ(r.status, 0) << r.output;
+      const auto got = SafetensorsFile(out).at("output").copy_as<float>();
+      const std::vector<float>& want = resident[chunk];
+      if (c.codec == "bf16") {  // rows rounded to bf16: close, not equal
+        float err = 0, scale = 0;
+        for (size_t i = 0; i < got.size(); ++i) {
+          err = std::max(err, std::abs(got[i] - want[i]));
+          scale = std::max(scale, std::abs(want[i]));
+        }
+        EXPECT_LE(err, 2e-2f * scale);
+      } else {
+        EXPECT_EQ(got, want);
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Goldens, TierCli,
+                         ::testing::Values(Case{"demo_a", "f32"}, Case{"demo_d", "bf16"},
+                                           Case{"fused_a", "fp8"}, Case{"fused_c", "fp8"}),
+                         [](const auto& info) { return info.param.dir + "_" + info.param.codec; });
+
+TEST(TierCliErrors, ATableOfAnotherLayerIsRefused) {
+  const std::string dir = test::data_path("layer/demo_a");
+  const std::string table = tmp("demo_a_l15.engram");
+  CliRun r = run("pack --config " + dir + "/config.json --lookup " + kLookup +
+                 " --layer 15 --weights " + dir + "/weights.safetensors --codec f32 -o " + table);
+  ASSERT_EQ(r.status, 0) << r.output;
+  r = run("forward --config " + dir + "/config.json --lookup " + kLookup + " --layer 1 --weights " +
+          dir + "/weights.safetensors --input " + dir + "/inputs.safetensors --table " + table +
+          " -o " + tmp("y.safetensors"));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.output, HasSubstr("holds layer 15, expected layer 1"));
+  EXPECT_EQ(run("pack --codec int4 -o x").status, 2);
+  r = run("forward --config " + dir + "/config.json --lookup " + kLookup +
+          " --layer 15 --weights " + dir + "/weights.safetensors --input " + dir +
+          "/inputs.safetensors --table ftp://x/t " + "-o " + tmp("y.safetensors"));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.output, HasSubstr("unknown scheme 'ftp'"));
+}
+
+TEST(TierCliErrors, AnInterruptedPackLeavesNothingThatLoadsAndKeepsTheOldTable) {
+  const std::string dir = test::data_path("layer/demo_a");
+  const std::string table = tmp("interrupted.engram");
+  const std::string pack = std::string(ENGRAM_CLI_PATH) + " pack --config " + dir +
+                           "/config.json --lookup " + kLookup + " --layer 15 --weights " + dir +
+                           "/weights.safetensors -o " + table;
+  // Killed halfway (the rate limit stretches the 79 KB pack to about 1.6 s): no file at all.
+  std::filesystem::remove(table);
+  CliRun r = shell("(" + pack + " --codec f32 --max-mb-per-s 0.05 & p=$!; sleep 0.5; kill -9 $p; " +
+                   "wait $p; echo killed $?)");
+  EXPECT_THAT(r.output, HasSubstr("killed 137"));
+  EXPECT_FALSE(std::filesystem::exists(table));
+  r = run("forward --config " + dir + "/config.json --lookup " + kLookup +
+          " --layer 15 --weights " + dir + "/weights.safetensors --input " + dir +
+          "/inputs.safetensors --table " + table + " -o " + tmp("z.safetensors"));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.output, HasSubstr("cannot open packed table"));
+
+  // A good table, then a killed pack over it: the good table is untouched.
+  r = shell(pack + " --codec f32");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const std::string good = slurp(table);
+  r = shell("(" + pack + " --codec bf16 --max-mb-per-s 0.05 & p=$!; sleep 0.3; kill -9 $p; " +
+            "wait $p; echo killed $?)");
+  EXPECT_THAT(r.output, HasSubstr("killed 137"));
+  EXPECT_EQ(slurp(table), good);
+}
+
+TEST(TierCliBench, BenchOffloadRunsEndToEndOnASmallTable) {
+  const std::string table_dir = tmp("bench_tables");
+  const std::string cmd = "bench-offload --corpus " +
+                          test::data_path("hashing/kjv_slice.safetensors") + " --lookup " +
+                          kLookup + " --table-rows 2000 --cache-mb 1 --table-dir " + table_dir +
+                          " --tokens 1024 --threads 1";
+  for (const std::string extra : {"", " --no-prefetch"}) {
+    SCOPED_TRACE(extra);
+    const CliRun r = run(cmd + extra);
+    ASSERT_EQ(r.status, 0) << r.output;
+    EXPECT_THAT(r.output, HasSubstr("hidden states equal to the resident run's in 2 of 2 batches"));
+    const std::string last = r.output.substr(r.output.rfind('\n', r.output.size() - 2) + 1);
+    EXPECT_THAT(last, MatchesRegex("offload penalty -?[0-9.]+% \\(resident [0-9.]+ tok/s, "
+                                   "offloaded [0-9.]+ tok/s, cache hit [0-9.]+%\\)\n"));
+    EXPECT_THAT(r.output, HasSubstr(extra.empty() ? "asynchronous prefetch" : "no (synchronous)"));
+  }
+  // The second run reused the table written by the first.
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(table_dir),
+                          std::filesystem::directory_iterator()),
+            1);
+}
+
+}  // namespace
+}  // namespace engram
