@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_table.hpp"
 #include "engram/memory/packed_table.hpp"
 #include "engram/memory/tiers/direct_io_tier.hpp"
 #include "engram/memory/tiers/memcached_store.hpp"
@@ -31,43 +32,13 @@
 namespace engram {
 namespace {
 
-constexpr int64_t kHeadDim = 512;
-constexpr int64_t kColumns = 16;
-
-EngramConfig bench_config() {
-  EngramConfig c;
-  c.variant = Variant::kFused;
-  c.max_ngram_size = 3;
-  c.n_head_per_ngram = 8;
-  c.engram_vocab_size = {1000, 1000};
-  c.layer_ids = {0};
-  c.hidden_size = 1024;
-  c.hc_mult = 4;
-  c.head_dim = kHeadDim;
-  c.validate("bench config");
-  return c;
-}
+using bench::kColumns;
 
 const std::string& bench_table() {
   static const std::string path = [] {
-    const char* dir_env = std::getenv("ENGRAM_BENCH_DIR");
     const char* mb_env = std::getenv("ENGRAM_REMOTE_BENCH_MB");
-    const std::string dir = dir_env != nullptr ? dir_env : "/var/tmp/engram-bench";
     const int64_t mb = mb_env != nullptr ? std::atoll(mb_env) : 256;
-    std::filesystem::create_directories(dir);
-    const int64_t row_bytes = kHeadDim + kHeadDim / 32;
-    const int64_t per_column = mb * 1000000 / row_bytes / kColumns;
-    const PackedTableInfo info = PackedTableInfo::make(
-        bench_config(), 0, "fp8_e4m3", std::vector<int64_t>(kColumns, per_column), {1, 3, 5});
-    const std::string file = dir + "/remote_" + std::to_string(mb) + "MB_fp8_d512.engram";
-    try {
-      const PackedTableFile existing(file);
-      if (existing.info().to_json() == info.to_json()) return file;
-    } catch (const Error&) {
-    }
-    const std::vector<std::byte> rows = test::random_rows(info.num_rows, row_bytes, 7);
-    test::write_packed(file, info, rows, int64_t{8} << 20);
-    return file;
+    return bench::packed_table("remote_" + std::to_string(mb) + "MB_fp8_d512.engram", mb * 1e6);
   }();
   return path;
 }

@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_table.hpp"
 #include "engram/memory/packed_table.hpp"
 #include "engram/memory/prefetch.hpp"
 #include "engram/memory/tiers/cached_tier.hpp"
@@ -30,66 +31,16 @@
 namespace engram {
 namespace {
 
-constexpr int64_t kHeadDim = 512;     // fused FP8 rows: 512 bytes + 16 scale bytes = 528 bytes
-constexpr int64_t kColumns = 16;      // N = 3, H = 8
 constexpr int64_t kBatchRows = 1024;  // one fetch: 64 tokens x 16 columns
 
-EngramConfig bench_config() {
-  EngramConfig c;
-  c.variant = Variant::kFused;
-  c.max_ngram_size = 3;
-  c.n_head_per_ngram = 8;
-  c.engram_vocab_size = {1000, 1000};
-  c.layer_ids = {0};
-  c.hidden_size = 1024;
-  c.hc_mult = 4;
-  c.head_dim = kHeadDim;
-  c.validate("bench config");
-  return c;
-}
-
-// The bench table: ENGRAM_BENCH_GB of pseudo-random FP8 rows, packed once.
+// The bench table: ENGRAM_BENCH_GB (default 4) of pseudo-random FP8 rows, packed once.
 const std::string& bench_table() {
   static const std::string path = [] {
-    const char* dir_env = std::getenv("ENGRAM_BENCH_DIR");
     const char* gb_env = std::getenv("ENGRAM_BENCH_GB");
-    const std::string dir = dir_env != nullptr ? dir_env : "/var/tmp/engram-bench";
     const double gb = gb_env != nullptr ? std::atof(gb_env) : 4.0;
-    std::filesystem::create_directories(dir);
-    const int64_t row_bytes = kHeadDim + kHeadDim / 32;
-    const int64_t per_column = static_cast<int64_t>(gb * 1e9) / row_bytes / kColumns;
-    const PackedTableInfo info = PackedTableInfo::make(
-        bench_config(), 0, "fp8_e4m3", std::vector<int64_t>(kColumns, per_column), {1, 3, 5});
     char name[64];
-    std::snprintf(name, sizeof name, "/bench_%.1fGB_fp8_d512.engram", gb);
-    const std::string file = dir + name;
-    try {
-      const PackedTableFile existing(file);
-      if (existing.info().to_json() == info.to_json()) return file;
-    } catch (const Error&) {
-    }
-    std::fprintf(stderr, "creating %s (%.1f GB) ...\n", file.c_str(), gb);
-    PackedTableWriter writer(file, info, [](const PackProgress& p) {
-      std::fprintf(stderr, "\r  %lld / %lld rows, %.0f MB/s, %.0f s left   ",
-                   static_cast<long long>(p.rows_done), static_cast<long long>(p.rows_total),
-                   p.megabytes_per_second, p.seconds_left);
-    });
-    std::vector<std::byte> rows(static_cast<size_t>(4096 * row_bytes));
-    uint64_t state = 0x9E3779B97F4A7C15ULL;
-    for (int64_t done = 0; done < info.num_rows;) {
-      const int64_t n = std::min<int64_t>(4096, info.num_rows - done);
-      for (size_t i = 0; i < static_cast<size_t>(n * row_bytes); i += 8) {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        std::memcpy(rows.data() + i, &state, 8);
-      }
-      writer.append(std::span<const std::byte>(rows.data(), static_cast<size_t>(n * row_bytes)));
-      done += n;
-    }
-    writer.finish();
-    std::fprintf(stderr, "\n");
-    return file;
+    std::snprintf(name, sizeof name, "bench_%.1fGB_fp8_d512.engram", gb);
+    return bench::packed_table(name, gb * 1e9);
   }();
   return path;
 }

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/cli_support.hpp"
 #include "engram/io/safetensors.hpp"
 #include "support/test_data.hpp"
 #include "tiers/memcached_pool.hpp"
@@ -23,29 +24,12 @@
 namespace engram {
 namespace {
 
+using test::CliRun;
 using ::testing::HasSubstr;
 
-struct CliRun {
-  int status;
-  std::string output;
-};
+CliRun run(const std::string& args) { return test::run_cli(args); }
 
-CliRun run(const std::string& args) {
-  CliRun r{0, ""};
-  FILE* pipe = ::popen((std::string(ENGRAM_CLI_PATH) + " " + args + " 2>&1").c_str(), "r");
-  char buf[4096];
-  while (pipe && std::fgets(buf, sizeof buf, pipe)) r.output += buf;
-  const int raw = pipe ? ::pclose(pipe) : -1;
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  return r;
-}
-
-std::string tmp(const std::string& name) {
-  const auto dir =
-      std::filesystem::temp_directory_path() / ("engram_remote_cli_" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
-  return (dir / name).string();
-}
+std::string tmp(const std::string& name) { return test::temp_file("engram_remote_cli", name); }
 
 const std::string kLookup = test::data_path("tokenizer/deepseek_v3/lookup.safetensors");
 

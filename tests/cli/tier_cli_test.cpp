@@ -16,39 +16,22 @@
 #include <string>
 #include <vector>
 
+#include "cli/cli_support.hpp"
 #include "engram/io/safetensors.hpp"
 #include "support/test_data.hpp"
 
 namespace engram {
 namespace {
 
+using test::CliRun;
+using test::shell;
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
 using ::testing::Not;
 
-struct CliRun {
-  int status;
-  std::string output;
-};
+CliRun run(const std::string& args) { return test::run_cli(args); }
 
-CliRun shell(const std::string& cmd) {
-  CliRun r{0, ""};
-  FILE* pipe = ::popen((cmd + " 2>&1").c_str(), "r");
-  char buf[4096];
-  while (pipe && std::fgets(buf, sizeof buf, pipe)) r.output += buf;
-  const int raw = pipe ? ::pclose(pipe) : -1;
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  return r;
-}
-
-CliRun run(const std::string& args) { return shell(std::string(ENGRAM_CLI_PATH) + " " + args); }
-
-std::string tmp(const std::string& name) {
-  const auto dir =
-      std::filesystem::temp_directory_path() / ("engram_tier_cli_" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
-  return (dir / name).string();
-}
+std::string tmp(const std::string& name) { return test::temp_file("engram_tier_cli", name); }
 
 std::string slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
