@@ -3,7 +3,10 @@
 // dependencies are included on their own:
 //   engram/tokenizer/vocab_compressor.hpp  (engram::tokenizer: utf8proc, zlib)
 //   engram/hashing/xxh3_policy.hpp         (engram::xxhash: xxHash)
-//   engram/memory/tiers/*.hpp, packed_table.hpp, prefetch.hpp (engram::xxhash, engram::uring)
+//   engram/memory/tiers/*.hpp, packed_table.hpp, prefetch.hpp, tiered_memory.hpp
+//                                          (engram::xxhash, engram::uring)
+//   engram/memory/tiers/memcached_store.hpp (engram::memcached: libmemcached)
+// engram::blas (OpenBLAS) changes no header: it only moves nn/linear.hpp's large products to sgemm.
 #pragma once
 
 #include "engram/engram_fwd.hpp"
