@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DENGRAM_BUILD_TESTS=OFF -DENGRAM_BUILD_BENCH=OFF >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build --target engram_cli -j"$(nproc)"
 build/bin/engram demo --tokenizer tests/data/tokenizer/deepseek_v3/tokenizer.json.gz \
   --corpus data/kjv.dsv3.safetensors --config examples/demo_config.json "$@"
