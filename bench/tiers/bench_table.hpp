@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <random>
 #include <span>
 #include <string>
 #include <vector>
@@ -76,6 +77,16 @@ inline std::string packed_table(const std::string& name, double bytes) {
   writer.finish();
   std::fprintf(stderr, "\n");
   return file;
+}
+
+/// n row ids uniform in [0, num_rows), fixed seed: a pool to cycle through, generated outside the
+/// timed loop.
+inline std::vector<int64_t> uniform_ids(int64_t num_rows, size_t n) {
+  std::mt19937_64 rng(1);
+  std::uniform_int_distribution<int64_t> d(0, num_rows - 1);
+  std::vector<int64_t> ids(n);
+  for (auto& id : ids) id = d(rng);
+  return ids;
 }
 
 }  // namespace engram::bench

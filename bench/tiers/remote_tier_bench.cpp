@@ -69,13 +69,7 @@ Pool& pool() {
   return p;
 }
 
-std::vector<int64_t> uniform_ids(int64_t num_rows, size_t n) {
-  std::mt19937_64 rng(1);
-  std::uniform_int_distribution<int64_t> d(0, num_rows - 1);
-  std::vector<int64_t> ids(n);
-  for (auto& id : ids) id = d(rng);
-  return ids;
-}
+using bench::uniform_ids;
 
 template <class Tier>
 void run_fetches(benchmark::State& state, Tier& tier) {
