@@ -1,6 +1,7 @@
 // The demo and fused gates against their references and hand-computed values, including the
 // different treatment of a zero dot product (demo: sign(0) = 0; fused: +sqrt(1e-6)).
 #include "engram/nn/gate.hpp"
+#include "support/random.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -12,13 +13,7 @@
 namespace engram {
 namespace {
 
-std::vector<float> random_values(size_t n, uint32_t seed, float mean = 0.0f, float sd = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(mean, sd);
-  std::vector<float> v(n);
-  for (auto& x : v) x = dist(rng);
-  return v;
-}
+using test::normal_values;
 
 TEST(GateNonlinearity, SignedSqrt) {
   EXPECT_EQ(signed_sqrt(0.0f), 0.0f);  // torch.sign(0) == 0
@@ -50,10 +45,10 @@ TEST(EngramGate, FastMatchesReference) {
   for (const int64_t d : {1, 16, 85, 163}) {
     for (const int64_t hc : {1, 2, 4}) {
       SCOPED_TRACE("d " + std::to_string(d) + " hc " + std::to_string(hc));
-      const auto keys = random_values(hc * d, 1, 0.0f, 3.0f);
-      const auto hidden = random_values(hc * d, 2);
-      const auto norm1 = random_values(hc * d, 3, 1.0f, 0.1f);
-      const auto norm2 = random_values(hc * d, 4, 1.0f, 0.1f);
+      const auto keys = normal_values(hc * d, 1, 0.0f, 3.0f);
+      const auto hidden = normal_values(hc * d, 2);
+      const auto norm1 = normal_values(hc * d, 3, 1.0f, 0.1f);
+      const auto norm2 = normal_values(hc * d, 4, 1.0f, 0.1f);
       std::vector<float> alpha(hc + 1, -7.0f);
       EngramGate(d, hc, norm1, norm2).forward(keys.data(), hidden.data(), alpha.data());
       for (int64_t i = 0; i < hc; ++i) {
@@ -85,10 +80,10 @@ TEST(FusedGate, FastMatchesReference) {
   for (const int64_t d : {1, 16, 85, 300}) {
     for (const int64_t hc : {1, 3}) {
       SCOPED_TRACE("d " + std::to_string(d) + " hc " + std::to_string(hc));
-      const auto kv = random_values((hc + 1) * d, 5, 0.0f, 2.0f);
-      const auto hidden = random_values(hc * d, 6);
-      const auto qw = random_values(hc * d, 7, 1.0f, 0.1f);
-      const auto kw = random_values(hc * d, 8, 1.0f, 0.1f);
+      const auto kv = normal_values((hc + 1) * d, 5, 0.0f, 2.0f);
+      const auto hidden = normal_values(hc * d, 6);
+      const auto qw = normal_values(hc * d, 7, 1.0f, 0.1f);
+      const auto kw = normal_values(hc * d, 8, 1.0f, 0.1f);
       const FusedGate gate(d, hc, qw, kw, 1e-6);
       std::vector<float> out(hc * d + 2, 55.0f);
       gate.forward(kv.data(), hidden.data(), out.data());

@@ -1,6 +1,7 @@
 // ShortConvT against reference::short_conv, hand-computed taps, causality and streaming (history
 // rows kept by the caller) == whole sequence.
 #include "engram/nn/short_conv.hpp"
+#include "support/random.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -12,13 +13,7 @@
 namespace engram {
 namespace {
 
-std::vector<float> random_values(size_t n, uint32_t seed, float mean = 0.0f, float sd = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(mean, sd);
-  std::vector<float> v(n);
-  for (auto& x : v) x = dist(rng);
-  return v;
-}
+using test::normal_values;
 
 float silu(double z) { return static_cast<float>(z / (1 + std::exp(-z))); }
 
@@ -43,9 +38,9 @@ class ShortConvCases : public ::testing::TestWithParam<ConvCase> {};
 TEST_P(ShortConvCases, FastMatchesReference) {
   const auto [hc, d, k, dil, steps] = GetParam();
   const int64_t c = hc * d;
-  const auto x = random_values(steps * c, 1, 0.0f, 2.0f);
-  const auto taps = random_values(c * k, 2, 0.0f, 0.5f);
-  const auto norm = random_values(c, 3, 1.0f, 0.1f);
+  const auto x = normal_values(steps * c, 1, 0.0f, 2.0f);
+  const auto taps = normal_values(c * k, 2, 0.0f, 0.5f);
+  const auto norm = normal_values(c, 3, 1.0f, 0.1f);
   const ShortConv conv(d, hc, k, dil, taps, norm);
   std::vector<float> fast(steps * c + 5, 9.0f), ref(steps * c), scratch(conv.scratch_size(steps));
   conv.forward(x.data(), steps, fast.data(), scratch);
@@ -58,8 +53,8 @@ TEST_P(ShortConvCases, FastMatchesReference) {
 TEST_P(ShortConvCases, IsCausal) {
   const auto [hc, d, k, dil, steps] = GetParam();
   const int64_t c = hc * d, changed = steps / 2;
-  auto x = random_values(steps * c, 4);
-  const auto taps = random_values(c * k, 5), norm = random_values(c, 6, 1.0f, 0.1f);
+  auto x = normal_values(steps * c, 4);
+  const auto taps = normal_values(c * k, 5), norm = normal_values(c, 6, 1.0f, 0.1f);
   const ShortConv conv(d, hc, k, dil, taps, norm);
   std::vector<float> a(steps * c), b(steps * c), scratch(conv.scratch_size(steps));
   conv.forward(x.data(), steps, a.data(), scratch);
@@ -71,8 +66,8 @@ TEST_P(ShortConvCases, IsCausal) {
 TEST_P(ShortConvCases, StreamingWithHistoryEqualsWhole) {
   const auto [hc, d, k, dil, steps] = GetParam();
   const int64_t c = hc * d, h = (k - 1) * dil;
-  const auto x = random_values(steps * c, 7);
-  const auto taps = random_values(c * k, 8), norm = random_values(c, 9, 1.0f, 0.1f);
+  const auto x = normal_values(steps * c, 7);
+  const auto taps = normal_values(c * k, 8), norm = normal_values(c, 9, 1.0f, 0.1f);
   const ShortConv conv(d, hc, k, dil, taps, norm);
   std::vector<float> whole(steps * c), scratch(conv.scratch_size(steps));
   conv.forward(x.data(), steps, whole.data(), scratch);
@@ -99,9 +94,9 @@ INSTANTIATE_TEST_SUITE_P(Shapes, ShortConvCases,
 
 TEST(ShortConv, NormalizeScaledEqualsNormalizeOfScaledValue) {
   const int64_t hc = 3, d = 85;
-  const auto value = random_values(d, 10);
+  const auto value = normal_values(d, 10);
   const std::vector<float> alpha = {0.1f, 0.5f, 0.97f};
-  const auto taps = random_values(hc * d * 4, 11), norm = random_values(hc * d, 12, 1.0f, 0.1f);
+  const auto taps = normal_values(hc * d * 4, 11), norm = normal_values(hc * d, 12, 1.0f, 0.1f);
   const ShortConv conv(d, hc, 4, 3, taps, norm);
   std::vector<float> y(hc * d), a(hc * d), b(hc * d);
   for (int64_t i = 0; i < hc; ++i)
