@@ -1,5 +1,5 @@
-// LinearT (skinny AVX-512 kernel for few rows; OpenBLAS or Eigen GEMM otherwise) against
-// reference::linear, and detail::skinny_product's vector kernel against its plain-loop path.
+// LinearT (the AVX-512 panel kernel for float; OpenBLAS or Eigen GEMM otherwise) against
+// reference::linear, and detail::panel_product's vector kernel against its plain-loop path.
 #include "engram/nn/linear.hpp"
 
 #include <gmock/gmock.h>
@@ -33,11 +33,10 @@ TEST(Linear, HandComputed) {
 }
 
 TEST(Linear, FastMatchesReference) {
-  // 37 and 48 take the skinny kernel (<= kSkinnyRows), 49 and 70 the GEMM.
-  static_assert(Linear::kSkinnyRows == 48);
+  // Row counts around the 6-row register blocks; out around the 64-column panels.
   for (const int64_t rows : {0, 1, 5, 37, 48, 49, 70}) {
     for (const int64_t in : {1, 85, 163}) {
-      for (const int64_t out : {1, 7, 16, 85}) {
+      for (const int64_t out : {1, 7, 16, 85, 128}) {
         for (const bool with_bias : {false, true}) {
           SCOPED_TRACE("rows " + std::to_string(rows) + " in " + std::to_string(in) + " out " +
                        std::to_string(out) + (with_bias ? " bias" : ""));
@@ -59,32 +58,73 @@ TEST(Linear, FastMatchesReference) {
   }
 }
 
-// Every row remainder of the 6-row blocks and W-row remainder of the 4-row blocks, K tails of
-// the 16-lane loop, and a partial output range [o_begin, o_end) writing only its own columns.
-TEST(Linear, SkinnyKernelMatchesScalarLoops) {
-  for (const int64_t rows : {1, 2, 3, 4, 5, 6, 7, 13}) {
-    for (const int64_t in : {1, 16, 17, 85, 163}) {
-      for (const int64_t out : {1, 3, 4, 9}) {
+// pack_panels lays W [out, in] out as [in][64] panels, zero-padding the last one.
+TEST(Linear, PackPanelsLayout) {
+  const int64_t out = 70, in = 3;
+  std::vector<float> w(out * in);
+  for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>(i + 1);
+  ASSERT_EQ(detail::panel_count(out), 2);
+  std::vector<float> packed(2 * in * detail::kPanelColumns, -1.0f);
+  detail::pack_panels(w.data(), out, in, packed.data());
+  for (int64_t p = 0; p < 2; ++p)
+    for (int64_t k = 0; k < in; ++k)
+      for (int64_t j = 0; j < detail::kPanelColumns; ++j) {
+        const int64_t o = p * detail::kPanelColumns + j;
+        EXPECT_EQ(packed[(p * in + k) * detail::kPanelColumns + j], o < out ? w[o * in + k] : 0.0f)
+            << "panel " << p << " k " << k << " j " << j;
+      }
+}
+
+// Every row remainder of the 6-row blocks, partial last panels (out not a multiple of 64, masked
+// stores), passes over x in chunks of rows (13 and 32 rows: passes of 12), and a panel range
+// [p_begin, p_end) writing only its own columns.
+template <class W>
+void check_panel_kernel(W (*convert)(float)) {
+  for (const int64_t rows : {1, 2, 3, 4, 5, 6, 7, 13, 32}) {
+    for (const int64_t in : {1, 16, 17, 163}) {
+      for (const int64_t out : {1, 9, 64, 70, 150}) {
         SCOPED_TRACE("rows " + std::to_string(rows) + " in " + std::to_string(in) + " out " +
                      std::to_string(out));
         const auto x = random_values(rows * in, 4);
-        const auto w = random_values(out * in, 5);
-        const int64_t ldy = out + 2, o_begin = out > 1 ? 1 : 0;
-        std::vector<float> fast(rows * ldy, 77.0f), ref(rows * out);
-        detail::skinny_product(x.data(), rows, w.data(), in, fast.data(), ldy, o_begin, out);
-        reference::linear(x.data(), w.data(), static_cast<const float*>(nullptr), ref.data(), rows,
-                          in, out);
+        const auto w32 = random_values(out * in, 5);
+        std::vector<W> w(w32.size());
+        for (size_t i = 0; i < w.size(); ++i) w[i] = convert(w32[i]);
+        const int64_t panels = detail::panel_count(out);
+        std::vector<W> packed(panels * in * detail::kPanelColumns);
+        detail::pack_panels(w.data(), out, in, packed.data());
+        const int64_t ldy = out + 2, p_begin = panels > 1 ? 1 : 0;
+        std::vector<float> fast(rows * ldy, 77.0f), ref(rows * ldy, 77.0f);
+        // chunk 12: x in passes of 12 rows (the default fits L2: hundreds of rows).
+        detail::panel_product(x.data(), rows, packed.data(), in, out, fast.data(), ldy, p_begin,
+                              panels, /*chunk=*/12);
+        detail::panel_product_reference(x.data(), rows, packed.data(), in, out, ref.data(), ldy,
+                                        p_begin, panels);
+        std::vector<float> dense(rows * out);  // the spec on the unpacked W
+        reference::linear(x.data(), w.data(), static_cast<const float*>(nullptr), dense.data(),
+                          rows, in, out);
         for (int64_t r = 0; r < rows; ++r)
           for (int64_t o = 0; o < ldy; ++o) {
-            if (o < o_begin || o >= out)
+            if (o < p_begin * detail::kPanelColumns || o >= out) {
               EXPECT_EQ(fast[r * ldy + o], 77.0f) << "row " << r << " col " << o;
-            else
-              EXPECT_NEAR(fast[r * ldy + o], ref[r * out + o], 1e-5f * (1 + in / 16))
+              EXPECT_EQ(ref[r * ldy + o], 77.0f) << "row " << r << " col " << o;
+            } else {
+              EXPECT_NEAR(fast[r * ldy + o], ref[r * ldy + o], 1e-5f * (1 + in / 16))
                   << "row " << r << " col " << o;
+              EXPECT_NEAR(fast[r * ldy + o], dense[r * out + o], 1e-5f * (1 + in / 16))
+                  << "row " << r << " col " << o;
+            }
           }
       }
     }
   }
+}
+
+TEST(Linear, PanelKernelMatchesScalarLoops) {
+  check_panel_kernel<float>([](float v) { return v; });
+}
+
+TEST(Linear, BF16PanelKernelMatchesScalarLoops) {
+  check_panel_kernel<BFloat16>([](float v) { return BFloat16{detail::f32_to_bf16_bits(v)}; });
 }
 
 TEST(Linear, DoubleMatchesReference) {
@@ -100,8 +140,8 @@ TEST(Linear, DoubleMatchesReference) {
   for (int64_t i = 0; i < rows * out; ++i) EXPECT_NEAR(y[i], ref[i], 1e-12);
 }
 
-// bf16 weights: LinearBF16 (skinny kernel for <= kSkinnyRows rows, panel-widened GEMM above, with
-// out not a multiple of kPanelRows) against the double reference on the same bf16 weights and
+// bf16 weights: LinearBF16 (the panel kernel; without AVX-512 the widened GEMM, with out not a
+// multiple of kWidenRows) against the double reference on the same bf16 weights and
 // against the f32 Linear on the bf16-rounded weights widened to f32.
 TEST(Linear, BF16WeightsMatchF32OnRoundedWeights) {
   for (const int64_t rows : {1, 7, 48, 49, 70}) {
@@ -135,26 +175,6 @@ TEST(Linear, BF16WeightsMatchF32OnRoundedWeights) {
           for (int64_t i = 0; i < rows * out; ++i) diff += std::abs(unrounded[i] - fast[i]);
           EXPECT_GT(diff, 1e-4);
         }
-      }
-    }
-  }
-}
-
-TEST(Linear, BF16SkinnyKernelMatchesScalarLoops) {
-  for (const int64_t rows : {1, 5, 6, 13}) {
-    for (const int64_t in : {1, 17, 163}) {
-      for (const int64_t out : {1, 5, 9}) {
-        SCOPED_TRACE("rows " + std::to_string(rows) + " in " + std::to_string(in) + " out " +
-                     std::to_string(out));
-        const auto x = random_values(rows * in, 10);
-        const auto w = random_values(out * in, 11);
-        std::vector<BFloat16> w16(w.size());
-        for (size_t i = 0; i < w.size(); ++i) w16[i].bits = detail::f32_to_bf16_bits(w[i]);
-        std::vector<float> fast(rows * out, 77.0f), ref(rows * out, 77.0f);
-        detail::skinny_product(x.data(), rows, w16.data(), in, fast.data(), out, 0, out);
-        detail::skinny_product_reference(x.data(), rows, w16.data(), in, ref.data(), out, 0, out);
-        for (int64_t i = 0; i < rows * out; ++i)
-          EXPECT_NEAR(fast[i], ref[i], 1e-5f * (1 + in / 16));
       }
     }
   }

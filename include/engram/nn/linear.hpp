@@ -6,29 +6,39 @@
 // the bytes; products accumulate in f32, each weight widened exactly; the result equals the f32
 // LinearT on the bf16-rounded weights up to summation order). Bias, x and y are always Scalar.
 //
-// Kernels (chosen per call by `rows`; all use detail::kernel_threads() threads):
-//   rows <= kSkinnyRows (decode, short chunks), float, AVX-512 builds: detail::skinny_product, a
-//     register-blocked dot-product kernel streaming each W row once (4 W rows x up to 6 x rows per
-//     block), the output rows of W split over the threads.
-//   otherwise: one GEMM, OpenBLAS sgemm/dgemm when built with engram::blas (ENGRAM_HAVE_BLAS;
-//     OpenBLAS set to one thread, called by each kernel thread on its block of W rows), else
-//     Eigen's product (row-major operands, no transposed copy of W; Eigen::nbThreads() threads with
-//     OpenMP). BFloat16 weights: panels of kPanelRows W rows are widened into a per-thread f32
-//     buffer (grow-only, thread_local) and multiplied panel by panel.
+// Kernels (all use detail::kernel_threads() threads):
+//   float, AVX-512 builds: detail::panel_product over a copy of W packed at construction into
+//     panels of 64 W rows stored [in][64] (one sequential stream per thread; each k step is one
+//     broadcast of x per row and four panel loads, no horizontal sums). Register blocks of 6 x
+//     rows x 64 columns; the panels split over the threads; x taken in L2-sized passes of rows,
+//     each register block's rows interleaved so its broadcasts walk one stream, with every panel
+//     streaming once past each pass. One kernel from decode (1 row: bandwidth-bound, one pass
+//     over W) to prefill (measured here at or above OpenBLAS's sgemm with 2 threads, and 1.3-1.7x
+//     the widen-then-sgemm path for bf16 weights; bench/layer BM_StackedProjection*).
+//   double, or builds without AVX-512: one GEMM, OpenBLAS sgemm/dgemm when built with
+//     engram::blas (ENGRAM_HAVE_BLAS; OpenBLAS set to one thread, called by each kernel thread on
+//     its block of W rows), else Eigen's product (row-major operands, no transposed copy of W;
+//     Eigen::nbThreads() threads with OpenMP). BFloat16 weights: kWidenRows W rows at a time are
+//     widened into a per-thread f32 buffer (grow-only, thread_local) and multiplied.
 // The Engram layer stacks its hc key projections and the value projection into one LinearT of
 // [(hc + 1) * d, memory_dim] so the whole projection is one GEMM.
-// Ownership: LinearT views its weight and bias (borrowed; they must outlive it).
+// Ownership: LinearT views its weight and bias (borrowed; they must outlive it); the packed copy
+// (AVX-512 float builds: as many bytes again as W, rounded up to whole panels) is owned and shared
+// by copies of the LinearT.
 // Thread safety: forward is const and safe to call concurrently on distinct outputs (the BLAS
 // thread count is process-wide in OpenBLAS).
 // Not guaranteed: bitwise equality between kernels, thread counts or builds (summation order
 // differs; all match reference::linear to float rounding). Eigen and OpenBLAS may allocate their
-// GEMM blocking buffers per call (large shapes); the skinny kernel does not allocate.
+// GEMM blocking buffers per call (large shapes); the panel kernel packs each pass of x rows into a
+// per-thread grow-only buffer, so it allocates only when a call needs a larger pass than any
+// earlier call on that thread (at most kChunkBytes).
 //
 // Example: engram::LinearT<float, engram::BFloat16> proj(bf16_weight, out, in, f32_bias);
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <type_traits>
 
@@ -49,127 +59,172 @@ inline float widen(float w) noexcept { return w; }
 inline double widen(double w) noexcept { return w; }
 inline float widen(BFloat16 w) noexcept { return bf16_bits_to_f32(w.bits); }
 
+/// Output columns per packed weight panel (the panel kernel's tile width: four 16-lane vectors).
+inline constexpr int64_t kPanelColumns = 64;
+
 #if ENGRAM_HAVE_AVX512
 inline __m512 load16(const float* p) noexcept { return _mm512_loadu_ps(p); }
-inline __m512 load16(const float* p, __mmask16 m) noexcept { return _mm512_maskz_loadu_ps(m, p); }
 inline __m512 load16(const BFloat16* p) noexcept {
   return bf16x16_to_f32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
-inline __m512 load16(const BFloat16* p, __mmask16 m) noexcept {
-  return bf16x16_to_f32(_mm256_maskz_loadu_epi16(m, p));
-}
 
-// Sum of the 16 lanes. The masked shuffles take `v` as their merge source: GCC 12's unmasked
-// forms (and _mm512_reduce_add_ps) trip -Wuninitialized on _mm512_undefined (GCC bug 105593).
-inline float lane_sum(__m512 v) noexcept {
-  constexpr __mmask16 kAll = 0xFFFF;
-  v = _mm512_add_ps(v, _mm512_mask_shuffle_f32x4(v, kAll, v, v, _MM_SHUFFLE(1, 0, 3, 2)));
-  v = _mm512_add_ps(v, _mm512_mask_shuffle_f32x4(v, kAll, v, v, _MM_SHUFFLE(2, 3, 0, 1)));
-  v = _mm512_add_ps(v, _mm512_mask_permute_ps(v, kAll, v, _MM_SHUFFLE(1, 0, 3, 2)));
-  v = _mm512_add_ps(v, _mm512_mask_permute_ps(v, kAll, v, _MM_SHUFFLE(2, 3, 0, 1)));
-  return _mm512_cvtss_f32(v);
-}
-
-// XR x rows against 4 (or WR) W rows: acc[w][r] += W[w, k:k+16] * x[r, k:k+16], then one
-// horizontal sum per (w, r). K tail by masked loads.
-template <int WR, int XR, class W>
-inline void skinny_block(const float* x, int64_t ldx, const W* w, int64_t in, float* y,
-                         int64_t ldy) noexcept {
-  __m512 acc[WR][XR];
-  for (int i = 0; i < WR; ++i)
-    for (int r = 0; r < XR; ++r) acc[i][r] = _mm512_setzero_ps();
-  int64_t k = 0;
-  for (; k + 16 <= in; k += 16) {
-    __m512 wv[WR];
-    for (int i = 0; i < WR; ++i) wv[i] = load16(w + i * in + k);
+// XR x rows against one panel (64 W rows packed [in][64]): acc[r][j] += x[r, k] * P[k, 16j:16j+16]
+// for every k, one broadcast of x and four panel loads per k; no horizontal sums. x is the block's
+// rows interleaved [in][XR] (pack_block), so its broadcasts walk one contiguous stream (rows of x
+// 4 KiB apart would share L1 sets with each other and the panel). Writes y[r, 0:cols], cols <= 64
+// (the panel's real columns).
+template <int XR, class W>
+inline void panel_block(const float* xp, const W* panel, int64_t in, float* y, int64_t ldy,
+                        int64_t cols) noexcept {
+  __m512 acc[XR][4];
+  for (int r = 0; r < XR; ++r)
+    for (int j = 0; j < 4; ++j) acc[r][j] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < in; ++k) {
+    const W* p = panel + k * kPanelColumns;
+    const __m512 w0 = load16(p), w1 = load16(p + 16), w2 = load16(p + 32), w3 = load16(p + 48);
     for (int r = 0; r < XR; ++r) {
-      const __m512 xv = _mm512_loadu_ps(x + r * ldx + k);
-      for (int i = 0; i < WR; ++i) acc[i][r] = _mm512_fmadd_ps(wv[i], xv, acc[i][r]);
-    }
-  }
-  if (k < in) {
-    const __mmask16 mask = static_cast<__mmask16>((1u << (in - k)) - 1u);
-    __m512 wv[WR];
-    for (int i = 0; i < WR; ++i) wv[i] = load16(w + i * in + k, mask);
-    for (int r = 0; r < XR; ++r) {
-      const __m512 xv = _mm512_maskz_loadu_ps(mask, x + r * ldx + k);
-      for (int i = 0; i < WR; ++i) acc[i][r] = _mm512_fmadd_ps(wv[i], xv, acc[i][r]);
+      const __m512 xv = _mm512_set1_ps(xp[k * XR + r]);
+      acc[r][0] = _mm512_fmadd_ps(xv, w0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(xv, w1, acc[r][1]);
+      acc[r][2] = _mm512_fmadd_ps(xv, w2, acc[r][2]);
+      acc[r][3] = _mm512_fmadd_ps(xv, w3, acc[r][3]);
     }
   }
   for (int r = 0; r < XR; ++r)
-    for (int i = 0; i < WR; ++i) y[r * ldy + i] = lane_sum(acc[i][r]);
+    for (int64_t j = 0; j < 4 && 16 * j < cols; ++j) {
+      float* dst = y + r * ldy + 16 * j;
+      if (16 * j + 16 <= cols)
+        _mm512_storeu_ps(dst, acc[r][j]);
+      else
+        _mm512_mask_storeu_ps(dst, static_cast<__mmask16>((1u << (cols - 16 * j)) - 1u), acc[r][j]);
+    }
 }
 
-template <int WR, class W>
-inline void skinny_rows(const float* x, int64_t rows, const W* w, int64_t in, float* y,
-                        int64_t ldy) noexcept {
-  // Near-equal blocks of at most 6 rows (32 rows: 6 6 5 5 5 5, not 6 x 5 + 2): a small tail
-  // block reloads the W rows for few FMAs.
+// Register blocks of a pass of `rows` x rows: near-equal, at most 6 rows (32 rows: 6 6 5 5 5 5,
+// not 6 x 5 + 2: a small tail block pays the panel's loads for few FMAs). Calls
+// body(first_row, count) for each.
+template <class Body>
+inline void for_each_block(int64_t rows, const Body& body) {
   const int64_t blocks = (rows + 5) / 6;
   for (int64_t b = 0, r = 0; b < blocks; ++b) {
     const int64_t count = (rows - r) / (blocks - b);
-    const float* xb = x + r * in;
-    float* yb = y + r * ldy;
-    switch (count) {
-      case 6:
-        skinny_block<WR, 6>(xb, in, w, in, yb, ldy);
-        break;
-      case 5:
-        skinny_block<WR, 5>(xb, in, w, in, yb, ldy);
-        break;
-      case 4:
-        skinny_block<WR, 4>(xb, in, w, in, yb, ldy);
-        break;
-      case 3:
-        skinny_block<WR, 3>(xb, in, w, in, yb, ldy);
-        break;
-      case 2:
-        skinny_block<WR, 2>(xb, in, w, in, yb, ldy);
-        break;
-      default:
-        skinny_block<WR, 1>(xb, in, w, in, yb, ldy);
-        break;
-    }
+    body(r, count);
     r += count;
   }
 }
+
+// x rows [rows, in] into xp, each register block's rows interleaved [in][count] (blocks back to
+// back, block at row r starting at xp + r * in).
+inline void pack_blocks(const float* x, int64_t rows, int64_t in, float* xp) noexcept {
+  for_each_block(rows, [&](int64_t r0, int64_t count) {
+    float* dst = xp + r0 * in;
+    for (int64_t r = 0; r < count; ++r)
+      for (int64_t k = 0; k < in; ++k) dst[k * count + r] = x[(r0 + r) * in + k];
+  });
+}
+
+// All `rows` packed x rows (pack_blocks) against one panel, block by block; the panel stays in L2
+// across the blocks.
+template <class W>
+inline void panel_rows(const float* xp, int64_t rows, const W* panel, int64_t in, float* y,
+                       int64_t ldy, int64_t cols) noexcept {
+  for_each_block(rows, [&](int64_t r, int64_t count) {
+    const float* xb = xp + r * in;
+    float* yb = y + r * ldy;
+    switch (count) {
+      case 6:
+        return panel_block<6>(xb, panel, in, yb, ldy, cols);
+      case 5:
+        return panel_block<5>(xb, panel, in, yb, ldy, cols);
+      case 4:
+        return panel_block<4>(xb, panel, in, yb, ldy, cols);
+      case 3:
+        return panel_block<3>(xb, panel, in, yb, ldy, cols);
+      case 2:
+        return panel_block<2>(xb, panel, in, yb, ldy, cols);
+      default:
+        return panel_block<1>(xb, panel, in, yb, ldy, cols);
+    }
+  });
+}
 #endif
 
-/// Whether skinny_product has a vector kernel for Scalar in this build.
+/// Whether panel_product has a vector kernel for Scalar in this build.
 template <class Scalar>
-inline constexpr bool kHasSkinnyKernel =
+inline constexpr bool kHasPanelKernel =
 #if ENGRAM_HAVE_AVX512
     std::is_same_v<Scalar, float>;
 #else
     false;
 #endif
 
-/// y[r, o] = <x[r, :], W[o, :]> for r in [0, rows), o in [o_begin, o_end): x [rows, in],
-/// W [out, in] (Scalar or BFloat16), y [rows, ldy]. The AVX-512 kernel when
-/// kHasSkinnyKernel<Scalar>, else plain loops (skinny_product_reference).
-template <class Scalar, class W>
-void skinny_product_reference(const Scalar* x, int64_t rows, const W* w, int64_t in, Scalar* y,
-                              int64_t ldy, int64_t o_begin, int64_t o_end) noexcept {
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t o = o_begin; o < o_end; ++o) {
-      Scalar acc = 0;
-      for (int64_t i = 0; i < in; ++i) acc += x[r * in + i] * Scalar(widen(w[o * in + i]));
-      y[r * ldy + o] = acc;
-    }
+/// Panels needed for `out` W rows.
+constexpr int64_t panel_count(int64_t out) noexcept {
+  return (out + kPanelColumns - 1) / kPanelColumns;
 }
 
+/// Packs W [out, in] row-major into panel_count(out) panels of [in][kPanelColumns]: panel p,
+/// row k holds W[p * 64 + j, k] for j < 64; columns past `out` are zero. packed holds
+/// panel_count(out) * in * kPanelColumns values.
+template <class W>
+void pack_panels(const W* w, int64_t out, int64_t in, W* packed) noexcept {
+  for (int64_t p = 0; p < panel_count(out); ++p) {
+    W* panel = packed + p * in * kPanelColumns;
+    for (int64_t j = 0; j < kPanelColumns; ++j) {
+      const int64_t o = p * kPanelColumns + j;
+      for (int64_t k = 0; k < in; ++k) panel[k * kPanelColumns + j] = o < out ? w[o * in + k] : W{};
+    }
+  }
+}
+
+/// y[r, o] = <x[r, :], W[o, :]> for r in [0, rows) and the columns o < out of panels
+/// [p_begin, p_end): x [rows, in], W packed by pack_panels, y [rows, ldy]; other columns of y are
+/// not touched. The AVX-512 kernel when kHasPanelKernel<Scalar>, else plain loops
+/// (panel_product_reference, also the kernel's spec).
 template <class Scalar, class W>
-void skinny_product(const Scalar* x, int64_t rows, const W* w, int64_t in, Scalar* y, int64_t ldy,
-                    int64_t o_begin, int64_t o_end) noexcept {
+void panel_product_reference(const Scalar* x, int64_t rows, const W* packed, int64_t in,
+                             int64_t out, Scalar* y, int64_t ldy, int64_t p_begin,
+                             int64_t p_end) noexcept {
+  for (int64_t p = p_begin; p < p_end; ++p)
+    for (int64_t j = 0; j < kPanelColumns && p * kPanelColumns + j < out; ++j)
+      for (int64_t r = 0; r < rows; ++r) {
+        Scalar acc = 0;
+        for (int64_t k = 0; k < in; ++k)
+          acc += x[r * in + k] * Scalar(widen(packed[(p * in + k) * kPanelColumns + j]));
+        y[r * ldy + p * kPanelColumns + j] = acc;
+      }
+}
+
+/// x rows per pass of panel_product: a multiple of 6 (whole register blocks) whose rows take about
+/// kChunkBytes, so a pass's x rows stay in L2 while the thread's panels stream past them once.
+inline constexpr int64_t kChunkBytes = 512 * 1024;
+template <class Scalar>
+constexpr int64_t chunk_rows(int64_t in) noexcept {
+  return std::max<int64_t>(6, kChunkBytes / (in * static_cast<int64_t>(sizeof(Scalar))) / 6 * 6);
+}
+
+/// chunk: x rows per pass (0: chunk_rows<Scalar>(in)).
+template <class Scalar, class W>
+void panel_product(const Scalar* x, int64_t rows, const W* packed, int64_t in, int64_t out,
+                   Scalar* y, int64_t ldy, int64_t p_begin, int64_t p_end,
+                   int64_t chunk = 0) noexcept {
 #if ENGRAM_HAVE_AVX512
   if constexpr (std::is_same_v<Scalar, float>) {
-    int64_t o = o_begin;
-    for (; o + 4 <= o_end; o += 4) skinny_rows<4>(x, rows, w + o * in, in, y + o, ldy);
-    for (; o < o_end; ++o) skinny_rows<1>(x, rows, w + o * in, in, y + o, ldy);
+    if (chunk <= 0) chunk = chunk_rows<Scalar>(in);
+    thread_local AlignedBuffer<float> pass;  // grow-only: no allocation in the steady state
+    float* xp = pass.ensure(static_cast<size_t>(std::min(chunk, rows) * in));
+    for (int64_t r = 0; r < rows; r += chunk) {
+      const int64_t count = std::min(chunk, rows - r);
+      pack_blocks(x + r * in, count, in, xp);
+      for (int64_t p = p_begin; p < p_end; ++p)
+        panel_rows(xp, count, packed + p * in * kPanelColumns, in, y + r * ldy + p * kPanelColumns,
+                   ldy, std::min(kPanelColumns, out - p * kPanelColumns));
+    }
     return;
   }
 #endif
-  skinny_product_reference(x, rows, w, in, y, ldy, o_begin, o_end);
+  (void)chunk;
+  panel_product_reference(x, rows, packed, in, out, y, ldy, p_begin, p_end);
 }
 
 }  // namespace detail
@@ -184,8 +239,8 @@ class LinearT {
                 "LinearT: Weight must be Scalar, or BFloat16 with Scalar = float");
 
  public:
-  /// W rows widened per panel by the BFloat16 GEMM path.
-  static constexpr int64_t kPanelRows = 256;
+  /// W rows widened to f32 per GEMM call by the BFloat16 GEMM path.
+  static constexpr int64_t kWidenRows = 256;
 
   LinearT() = default;
   /// @param weight out_features * in_features values, row-major. @param bias empty or out_features.
@@ -199,10 +254,14 @@ class LinearT {
                  in_features, "]");
     ENGRAM_CHECK(bias.empty() || static_cast<int64_t>(bias.size()) == out_features,
                  "Linear: bias has ", bias.size(), " values, expected ", out_features);
+    if constexpr (detail::kHasPanelKernel<Scalar>) {
+      auto packed = std::make_shared<detail::AlignedBuffer<Weight>>();
+      detail::pack_panels(weight.data(), out_, in_,
+                          packed->ensure(static_cast<size_t>(detail::panel_count(out_) * in_ *
+                                                             detail::kPanelColumns)));
+      packed_ = std::move(packed);
+    }
   }
-
-  /// Calls with at most this many rows use the skinny kernel (where it exists), larger ones a GEMM.
-  static constexpr int64_t kSkinnyRows = 48;
 
   int64_t in_features() const noexcept { return in_; }
   int64_t out_features() const noexcept { return out_; }
@@ -213,20 +272,19 @@ class LinearT {
   void forward(const Scalar* x, int64_t rows, Scalar* y, bool add_bias = true) const {
     if (rows <= 0) return;
     detail::RowMatrixMap<Scalar> ym(y, rows, out_);
-    if (detail::kHasSkinnyKernel<Scalar> && rows <= kSkinnyRows) {
-      // Split W's rows over the threads in blocks of 16 (whole 4-row kernel blocks).
-      const Weight* w = weight_.data();
-      const int64_t blocks = (out_ + 15) / 16;
-      detail::parallel_for(blocks, 8, [&](int64_t begin, int64_t end, int) {
-        detail::skinny_product(x, rows, w, in_, y, out_, begin * 16, std::min(out_, end * 16));
+    if constexpr (detail::kHasPanelKernel<Scalar>) {
+      // Split the packed panels (64 W rows each) over the threads.
+      const Weight* packed = packed_->data();
+      detail::parallel_for(detail::panel_count(out_), 2, [&](int64_t begin, int64_t end, int) {
+        detail::panel_product(x, rows, packed, in_, out_, y, out_, begin, end);
       });
     } else if constexpr (std::is_same_v<Weight, Scalar>) {
       gemm(x, rows, weight_.data(), out_, y);
     } else {
       thread_local detail::AlignedBuffer<Scalar> panel;
-      Scalar* wide = panel.ensure(static_cast<size_t>(std::min(kPanelRows, out_) * in_));
-      for (int64_t o = 0; o < out_; o += kPanelRows) {
-        const int64_t count = std::min(kPanelRows, out_ - o);
+      Scalar* wide = panel.ensure(static_cast<size_t>(std::min(kWidenRows, out_) * in_));
+      for (int64_t o = 0; o < out_; o += kWidenRows) {
+        const int64_t count = std::min(kWidenRows, out_ - o);
         detail::bf16_to_f32(weight_.data() + o * in_, wide, count * in_);
         gemm(x, rows, wide, count, y + o);
       }
@@ -272,6 +330,8 @@ class LinearT {
 
   std::span<const Weight> weight_;
   std::span<const Scalar> bias_;
+  // W packed into panels for the panel kernel (kHasPanelKernel builds; shared by copies).
+  std::shared_ptr<const detail::AlignedBuffer<Weight>> packed_;
   int64_t out_ = 0;
   int64_t in_ = 0;
 };

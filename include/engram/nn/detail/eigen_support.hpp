@@ -79,6 +79,7 @@ class AlignedBuffer {
     return data_.get();
   }
   T* data() noexcept { return data_.get(); }
+  const T* data() const noexcept { return data_.get(); }
   size_t capacity() const noexcept { return capacity_; }
 
  private:
