@@ -231,13 +231,16 @@ int bench(int argc, char** argv) {
       static_cast<size_t>(batch * seqlen * config.hc_mult * config.hidden_size));
   for (auto& h : hidden) h = normal(rng);
 
+  // bf16: bf16 table (demo; the fused table is FP8 either way) and bf16 projection weights.
+  CheckpointOptions options;
+  options.bf16_projection = dtype == "bf16";
   double median = 0;
   if (config.variant == Variant::kFused) {
-    median = time_forward(FusedEngramLayer::load(config, file, hasher), ids, hidden, batch, seqlen,
-                          reps);
+    median = time_forward(FusedEngramLayer::load(config, file, hasher, options), ids, hidden, batch,
+                          seqlen, reps);
   } else {
-    median =
-        time_forward(EngramLayer::load(config, file, hasher), ids, hidden, batch, seqlen, reps);
+    median = time_forward(EngramLayer::load(config, file, hasher, options), ids, hidden, batch,
+                          seqlen, reps);
   }
   std::printf("config %s batch %lld seqlen %lld threads %lld dtype %s\n",
               args.str("config").c_str(), static_cast<long long>(batch),

@@ -138,7 +138,8 @@ inline EngramWeightsT<float> random_engram_weights(const EngramConfig& config,
   EngramWeightsT<float> w{
       config, nullptr, EmbeddingTableT<codec::F32>::shape_only(config.row_dim(), column_rows),
       {},     {},      {},
-      {},     {},      {}};
+      {},     {},      {},
+      {}};
   auto fill = [&](std::vector<float>& v, int64_t n, float mean, float stddev) {
     std::normal_distribution<float> normal(mean, stddev);
     v.resize(static_cast<size_t>(n));

@@ -101,13 +101,17 @@ const InMemoryTableT<Codec>& table_storage() {
 const EngramLayer& demo_layer() {
   static const EngramLayer layer = [] {
     const float scale = 1.0f / std::sqrt(float(kMemoryDim));
-    auto w = std::make_shared<EngramWeightsT<float>>(EngramWeightsT<float>{
-        bench_config(Variant::kDemo), nullptr, table_storage<codec::F32>().view(),
-        random_vector((kHc + 1) * kHidden * kMemoryDim, 1, 0.0f, scale),
-        random_vector((kHc + 1) * kHidden, 2, 0.0f, 0.1f),
-        random_vector(kHc * kHidden, 3, 1.0f, 0.1f), random_vector(kHc * kHidden, 4, 1.0f, 0.1f),
-        random_vector(kHc * kHidden * kKernel, 5, 0.0f, 0.5f),
-        random_vector(kHc * kHidden, 6, 1.0f, 0.1f)});
+    auto w = std::make_shared<EngramWeightsT<float>>(
+        EngramWeightsT<float>{bench_config(Variant::kDemo),
+                              nullptr,
+                              table_storage<codec::F32>().view(),
+                              random_vector((kHc + 1) * kHidden * kMemoryDim, 1, 0.0f, scale),
+                              random_vector((kHc + 1) * kHidden, 2, 0.0f, 0.1f),
+                              random_vector(kHc * kHidden, 3, 1.0f, 0.1f),
+                              random_vector(kHc * kHidden, 4, 1.0f, 0.1f),
+                              random_vector(kHc * kHidden * kKernel, 5, 0.0f, 0.5f),
+                              random_vector(kHc * kHidden, 6, 1.0f, 0.1f),
+                              {}});
     return EngramLayer(std::move(w), make_hasher(Variant::kDemo));
   }();
   return layer;
@@ -116,10 +120,14 @@ const EngramLayer& demo_layer() {
 const FusedEngramLayer& fused_layer() {
   static const FusedEngramLayer layer = [] {
     const float scale = 1.0f / std::sqrt(float(kMemoryDim));
-    auto w = std::make_shared<FusedEngramWeightsT<float>>(FusedEngramWeightsT<float>{
-        bench_config(Variant::kFused), nullptr, table_storage<codec::Fp8E4M3>().view(),
-        random_vector((kHc + 1) * kHidden * kMemoryDim, 7, 0.0f, scale),
-        random_vector(kHc * kHidden, 8, 1.0f, 0.1f), random_vector(kHc * kHidden, 9, 1.0f, 0.1f)});
+    auto w = std::make_shared<FusedEngramWeightsT<float>>(
+        FusedEngramWeightsT<float>{bench_config(Variant::kFused),
+                                   nullptr,
+                                   table_storage<codec::Fp8E4M3>().view(),
+                                   random_vector((kHc + 1) * kHidden * kMemoryDim, 7, 0.0f, scale),
+                                   random_vector(kHc * kHidden, 8, 1.0f, 0.1f),
+                                   random_vector(kHc * kHidden, 9, 1.0f, 0.1f),
+                                   {}});
     return FusedEngramLayer(std::move(w), make_hasher(Variant::kFused));
   }();
   return layer;
@@ -305,7 +313,7 @@ BENCHMARK(BM_FusedDecode)
 void BM_StackedProjection(benchmark::State& state) {
   const int64_t T = state.range(0);
   ThreadScope threads(static_cast<int>(state.range(1)));
-  const LinearT<float>& projection = demo_layer().projection();
+  const LinearT<float>& projection = demo_layer().projection().scalar_weights();
   const auto e = random_vector(T * kMemoryDim, 15, 0.0f, 1.0f);
   std::vector<float> kv(T * projection.out_features());
   for (auto _ : state) {
@@ -323,7 +331,7 @@ BENCHMARK(BM_StackedProjection)
     ->Args({2048, 1})
     ->Args({2048, 2})
     ->Args({64, 1})
-    ->Args({48, 2})  // the largest skinny-kernel call (Linear::kSkinnyRows)
+    ->Args({256, 2})
     ->Args({32, 1})  // B = 32 decode
     ->Args({32, 2})
     ->Args({1, 1})  // B = 1 decode: one pass over the 21 MB of weights
@@ -331,12 +339,12 @@ BENCHMARK(BM_StackedProjection)
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 
-/// The same projection with bf16 weights (LinearBF16: half the weight bytes, f32 accumulation;
-/// GEMM shapes widen kPanelRows-row panels). args: T, threads.
+/// The same projection with bf16 weights (LinearBF16: half the weight bytes, f32 accumulation).
+/// args: T, threads.
 void BM_StackedProjectionBF16(benchmark::State& state) {
   const int64_t T = state.range(0);
   ThreadScope threads(static_cast<int>(state.range(1)));
-  const LinearT<float>& f32 = demo_layer().projection();
+  const LinearT<float>& f32 = demo_layer().projection().scalar_weights();
   std::vector<BFloat16> weight(f32.weight().size());
   detail::f32_to_bf16(f32.weight().data(), weight.data(), static_cast<int64_t>(weight.size()));
   const LinearBF16 projection(weight, f32.out_features(), f32.in_features());

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -87,6 +88,22 @@ inline void write_checkpoint(const LayerGolden& g, const std::string& path,
     tensors.push_back({prefix + t.name, t.dtype, t.shape, t.bytes});
   if (edit) edit(tensors);
   save_safetensors(path, tensors);
+}
+
+/// Writes the golden's checkpoint to `path` with F32 tensor `name`'s values changed by `change`.
+inline void write_checkpoint_editing(const LayerGolden& g, const std::string& path,
+                                     const std::string& name,
+                                     const std::function<void(std::vector<float>&)>& change) {
+  std::vector<float> values;
+  write_checkpoint(g, path, "", [&](std::vector<TensorWrite>& tensors) {
+    for (auto& t : tensors)
+      if (t.name == name) {
+        values.resize(t.bytes.size() / sizeof(float));
+        std::memcpy(values.data(), t.bytes.data(), t.bytes.size());
+        change(values);
+        t.bytes = std::as_bytes(std::span<const float>(values));
+      }
+  });
 }
 
 inline std::string temp_path(const std::string& name) {

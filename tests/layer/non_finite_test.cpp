@@ -118,16 +118,8 @@ TEST(NonFinite, TableRowIsReportedWithRowColumnAndToken) {
 TEST(NonFinite, WeightsAreCheckedWhenLoading) {
   const LayerGolden g = load_layer_golden("demo_a");
   const std::string path = temp_path("inf_weight.safetensors");
-  std::vector<float> values;
-  write_checkpoint(g, path, "", [&](std::vector<TensorWrite>& tensors) {
-    for (auto& t : tensors)
-      if (t.name == "key_projs.1.weight") {
-        values.resize(t.bytes.size() / sizeof(float));
-        std::memcpy(values.data(), t.bytes.data(), t.bytes.size());
-        values[37] = -kInf;
-        t.bytes = std::as_bytes(std::span<const float>(values));
-      }
-  });
+  test::write_checkpoint_editing(g, path, "key_projs.1.weight",
+                                 [](std::vector<float>& values) { values[37] = -kInf; });
   EXPECT_THAT(error_of([&] { EngramLayer::load(g.config, path); }),
               HasSubstr(path + ": tensor 'key_projs.1.weight' holds a non-finite value (-inf) at "
                                "flat index 37"));

@@ -57,6 +57,11 @@ struct CheckpointOptions {
   /// not in the checkpoint: the table tensors are neither required nor read, column_rows is
   /// required, and the layer runs through forward_memory (its hash-id front ends throw).
   bool table_in_tier = false;
+  /// Store the stacked keys + value projection (demo key_projs + value_proj; fused wkv), the bulk
+  /// of the dense weights, in bf16: each value rounded to nearest even from the checkpoint's
+  /// (exact when the checkpoint holds BF16), half the bytes a decode step streams; products still
+  /// accumulate in f32. Float layers only. The weights then hold kv_weight_bf16, not kv_weight.
+  bool bf16_projection = false;
 };
 
 /// The table codecs a layer accepts: demo rows F32/BF16/F16; fused FP8 rows with E8M0 scales per
@@ -74,12 +79,13 @@ struct EngramWeightsT {
   std::shared_ptr<const SafetensorsFile> file;  ///< keeps the mapped table alive
   LayerTable table;
   std::vector<Scalar>
-      kv_weight;                 ///< [(hc + 1) * d, m]: key_projs.0 .. key_projs.{hc-1}, value_proj
-  std::vector<Scalar> kv_bias;   ///< [(hc + 1) * d]
-  std::vector<Scalar> key_norm;  ///< norm1.{i}.weight, [hc, d]
-  std::vector<Scalar> query_norm;   ///< norm2.{i}.weight, [hc, d]
-  std::vector<Scalar> conv_weight;  ///< short_conv.conv.weight, [hc * d, kernel_size]
-  std::vector<Scalar> conv_norm;    ///< short_conv.norms.{i}.weight, [hc, d]
+      kv_weight;  ///< [(hc + 1) * d, m]: key_projs.0 .. key_projs.{hc-1}, value_proj (or empty)
+  std::vector<Scalar> kv_bias;           ///< [(hc + 1) * d]
+  std::vector<Scalar> key_norm;          ///< norm1.{i}.weight, [hc, d]
+  std::vector<Scalar> query_norm;        ///< norm2.{i}.weight, [hc, d]
+  std::vector<Scalar> conv_weight;       ///< short_conv.conv.weight, [hc * d, kernel_size]
+  std::vector<Scalar> conv_norm;         ///< short_conv.norms.{i}.weight, [hc, d]
+  std::vector<BFloat16> kv_weight_bf16;  ///< kv_weight in bf16 (bf16_projection; else empty)
 };
 
 /// Weights of the fused V4.1-style module (FusedEngramLayerT).
@@ -88,9 +94,10 @@ struct FusedEngramWeightsT {
   EngramConfig config;
   std::shared_ptr<const SafetensorsFile> file;
   LayerTable table;
-  std::vector<Scalar> kv_weight;  ///< wkv.weight, [(hc + 1) * d, m]
-  std::vector<Scalar> q_weight;   ///< [hc, d]
-  std::vector<Scalar> k_weight;   ///< [hc, d]
+  std::vector<Scalar> kv_weight;         ///< wkv.weight, [(hc + 1) * d, m] (or empty)
+  std::vector<Scalar> q_weight;          ///< [hc, d]
+  std::vector<Scalar> k_weight;          ///< [hc, d]
+  std::vector<BFloat16> kv_weight_bf16;  ///< kv_weight in bf16 (bf16_projection; else empty)
 };
 
 namespace detail {
@@ -149,6 +156,47 @@ void read_dense(const SafetensorsFile& file, const std::string& name,
     ENGRAM_CHECK(std::isfinite(static_cast<double>(values[i])), file.path(), ": tensor '", name,
                  "' holds a non-finite value (", static_cast<double>(values[i]), ") at flat index ",
                  i, "; weights must be finite");
+}
+
+/// read_dense, then rounded to bf16 into out[offset, offset + numel) (resized as read_dense);
+/// a value that rounds to infinity (|v| above bf16's largest finite) is refused, naming the tensor.
+inline void read_dense_bf16(const SafetensorsFile& file, const std::string& name,
+                            std::initializer_list<int64_t> shape, std::vector<BFloat16>& out,
+                            size_t offset = 0) {
+  std::vector<float> values;
+  read_dense(file, name, shape, values);
+  if (out.size() < offset + values.size()) out.resize(offset + values.size());
+  BFloat16* rounded = out.data() + offset;
+  f32_to_bf16(values.data(), rounded, static_cast<int64_t>(values.size()));
+  for (size_t i = 0; i < values.size(); ++i)
+    ENGRAM_CHECK((rounded[i].bits & 0x7F80u) != 0x7F80u, file.path(), ": tensor '", name,
+                 "' holds ", static_cast<double>(values[i]), " at flat index ", i,
+                 ", beyond bf16's range (CheckpointOptions::bf16_projection)");
+}
+
+/// The stacked [(hc + 1) * d, m] projection weights as Scalar or bf16 (options.bf16_projection),
+/// block b of rows read from tensor names[b] ([d, m] each; one tensor of all rows when names has
+/// one entry).
+template <class Scalar, class Weights>
+void read_projection(const SafetensorsFile& file, const EngramConfig& config,
+                     const CheckpointOptions& options, std::span<const std::string> names,
+                     Weights& w) {
+  const int64_t rows = (config.hc_mult + 1) * config.hidden_size, m = config.memory_dim();
+  const int64_t block = rows / static_cast<int64_t>(names.size());
+  if (options.bf16_projection) {
+    ENGRAM_CHECK((std::is_same_v<Scalar, float>), file.path(),
+                 ": CheckpointOptions::bf16_projection needs a float layer");
+    w.kv_weight_bf16.resize(static_cast<size_t>(rows * m));
+  } else {
+    w.kv_weight.resize(static_cast<size_t>(rows * m));
+  }
+  for (size_t b = 0; b < names.size(); ++b) {
+    const auto at = static_cast<size_t>(static_cast<int64_t>(b) * block * m);
+    if (options.bf16_projection)
+      read_dense_bf16(file, names[b], {block, m}, w.kv_weight_bf16, at);
+    else
+      read_dense(file, names[b], {block, m}, w.kv_weight, at);
+  }
 }
 
 /// The column sizes to use: the given ones (checked to be cols positive values) or none.
@@ -222,18 +270,20 @@ inline LayerTable tier_table(const EngramConfig& config, const CheckpointOptions
 /// The demo module's dense weights (projections, norms, conv) into w.
 template <class Scalar>
 void read_demo_dense(const SafetensorsFile& file_ref, const EngramConfig& config,
-                     const std::string& p, EngramWeightsT<Scalar>& w) {
+                     const CheckpointOptions& options, EngramWeightsT<Scalar>& w) {
   const SafetensorsFile* file = &file_ref;
-  const int64_t d = config.hidden_size, hc = config.hc_mult, m = config.memory_dim();
+  const std::string& p = options.prefix;
+  const int64_t d = config.hidden_size, hc = config.hc_mult;
   // keys then value, stacked into one [(hc + 1) * d, m] projection
-  w.kv_weight.resize(static_cast<size_t>((hc + 1) * d * m));
+  std::vector<std::string> bases;
+  for (int64_t i = 0; i <= hc; ++i)
+    bases.push_back(i < hc ? p + "key_projs." + std::to_string(i) : p + "value_proj");
+  std::vector<std::string> weight_names;
+  for (const std::string& base : bases) weight_names.push_back(base + ".weight");
+  read_projection<Scalar>(*file, config, options, weight_names, w);
   w.kv_bias.resize(static_cast<size_t>((hc + 1) * d));
-  for (int64_t i = 0; i <= hc; ++i) {
-    const std::string base = i < hc ? p + "key_projs." + std::to_string(i) : p + "value_proj";
-    detail::read_dense(*file, base + ".weight", {d, m}, w.kv_weight,
-                       static_cast<size_t>(i * d * m));
-    detail::read_dense(*file, base + ".bias", {d}, w.kv_bias, static_cast<size_t>(i * d));
-  }
+  for (int64_t i = 0; i <= hc; ++i)
+    detail::read_dense(*file, bases[i] + ".bias", {d}, w.kv_bias, static_cast<size_t>(i * d));
   for (int64_t i = 0; i < hc; ++i) {
     const auto at = static_cast<size_t>(i * d);
     const std::string index = std::to_string(i);
@@ -261,8 +311,9 @@ EngramWeightsT<Scalar> load_engram_weights(const EngramConfig& config,
 
   if (options.table_in_tier) {
     EngramWeightsT<Scalar> w{
-        config, file, detail::tier_table(config, options, file->path()), {}, {}, {}, {}, {}, {}};
-    detail::read_demo_dense(*file, config, p, w);
+        config, file, detail::tier_table(config, options, file->path()), {}, {}, {}, {}, {},
+        {},     {}};
+    detail::read_demo_dense(*file, config, options, w);
     return w;
   }
   // table + offsets
@@ -307,8 +358,8 @@ EngramWeightsT<Scalar> load_engram_weights(const EngramConfig& config,
                      dtype_name(table.dtype), ", expected F32, BF16 or F16");
     }
   };
-  EngramWeightsT<Scalar> w{config, file, make_table(), {}, {}, {}, {}, {}, {}};
-  detail::read_demo_dense(*file, config, p, w);
+  EngramWeightsT<Scalar> w{config, file, make_table(), {}, {}, {}, {}, {}, {}, {}};
+  detail::read_demo_dense(*file, config, options, w);
   return w;
 }
 
@@ -322,12 +373,13 @@ FusedEngramWeightsT<Scalar> load_fused_engram_weights(const EngramConfig& config
                ": load_fused_engram_weights needs a fused-variant config, found variant \"demo\"");
   config.validate(file->path());
   const std::string& p = options.prefix;
-  const int64_t d = config.hidden_size, hc = config.hc_mult, m = config.memory_dim();
+  const int64_t d = config.hidden_size, hc = config.hc_mult;
   const int64_t hd = config.head_dim, qb = config.quant_block;
   if (options.table_in_tier) {
-    FusedEngramWeightsT<Scalar> w{config, file, detail::tier_table(config, options, file->path()),
-                                  {},     {},   {}};
-    detail::read_dense(*file, p + "wkv.weight", {(hc + 1) * d, m}, w.kv_weight);
+    FusedEngramWeightsT<Scalar> w{
+        config, file, detail::tier_table(config, options, file->path()), {}, {}, {}, {}};
+    const std::string wkv[] = {p + "wkv.weight"};
+    detail::read_projection<Scalar>(*file, config, options, wkv, w);
     detail::read_dense(*file, p + "q_weight", {hc, d}, w.q_weight);
     detail::read_dense(*file, p + "k_weight", {hc, d}, w.k_weight);
     return w;
@@ -360,8 +412,9 @@ FusedEngramWeightsT<Scalar> load_fused_engram_weights(const EngramConfig& config
         detail::fail(file->path(), ": quant_block ", qb, " is not supported (16, 32, 64 or 128)");
     }
   };
-  FusedEngramWeightsT<Scalar> w{config, file, make_table(), {}, {}, {}};
-  detail::read_dense(*file, p + "wkv.weight", {(hc + 1) * d, m}, w.kv_weight);
+  FusedEngramWeightsT<Scalar> w{config, file, make_table(), {}, {}, {}, {}};
+  const std::string wkv[] = {p + "wkv.weight"};
+  detail::read_projection<Scalar>(*file, config, options, wkv, w);
   detail::read_dense(*file, p + "q_weight", {hc, d}, w.q_weight);
   detail::read_dense(*file, p + "k_weight", {hc, d}, w.k_weight);
   return w;

@@ -60,6 +60,7 @@
 #include "engram/layer/checkpoint.hpp"
 #include "engram/layer/decode_state.hpp"
 #include "engram/layer/detail/layer_common.hpp"
+#include "engram/nn/any_linear.hpp"
 #include "engram/nn/detail/eigen_support.hpp"
 #include "engram/nn/gate.hpp"
 #include "engram/nn/linear.hpp"
@@ -94,7 +95,7 @@ class EngramLayerT {
     hc_ = c.hc_mult;
     cols_ = c.num_columns();
     const int64_t m = c.memory_dim();
-    kv_ = LinearT<Scalar>(weights_->kv_weight, (hc_ + 1) * d_, m, weights_->kv_bias);
+    kv_ = detail::stacked_projection<Scalar>(*weights_, m, weights_->kv_bias);
     gate_ = EngramGateT<Scalar>(d_, hc_, weights_->key_norm, weights_->query_norm, kGateNormEps);
     conv_ = ShortConvT<Scalar>(d_, hc_, c.kernel_size, c.max_ngram_size, weights_->conv_weight,
                                weights_->conv_norm, kConvNormEps);
@@ -126,7 +127,8 @@ class EngramLayerT {
   int64_t hidden_size() const noexcept { return d_; }
   int64_t hc_mult() const noexcept { return hc_; }
   int64_t num_columns() const noexcept { return cols_; }
-  const LinearT<Scalar>& projection() const noexcept { return kv_; }
+  /// The stacked keys + value projection (Scalar or bf16 weights: CheckpointOptions).
+  const AnyLinearT<Scalar>& projection() const noexcept { return kv_; }
   const EngramGateT<Scalar>& gate() const noexcept { return gate_; }
   const ShortConvT<Scalar>& short_conv() const noexcept { return conv_; }
   /// The token-id front end, or null.
@@ -274,11 +276,10 @@ class EngramLayerT {
     std::vector<Scalar> y(static_cast<size_t>(tokens * c)), conv(static_cast<size_t>(tokens * c));
     for (int64_t t = 0; t < tokens; ++t) {
       const Scalar* et = e.data() + t * m;
-      reference::linear(et, w.kv_weight.data() + hc_ * d_ * m, w.kv_bias.data() + hc_ * d_,
-                        value.data(), 1, m, d_);
+      detail::reference_projection(w, et, m, hc_ * d_, d_, w.kv_bias.data() + hc_ * d_,
+                                   value.data());
       for (int64_t i = 0; i < hc_; ++i) {
-        reference::linear(et, w.kv_weight.data() + i * d_ * m, w.kv_bias.data() + i * d_,
-                          key.data(), 1, m, d_);
+        detail::reference_projection(w, et, m, i * d_, d_, w.kv_bias.data() + i * d_, key.data());
         const Scalar alpha = reference::engram_gate(key.data(), hidden.data() + t * c + i * d_,
                                                     w.key_norm.data() + i * d_,
                                                     w.query_norm.data() + i * d_, d_, kGateNormEps);
@@ -430,7 +431,7 @@ class EngramLayerT {
   int64_t d_ = 0;
   int64_t hc_ = 0;
   int64_t cols_ = 0;
-  LinearT<Scalar> kv_;
+  AnyLinearT<Scalar> kv_;
   EngramGateT<Scalar> gate_;
   ShortConvT<Scalar> conv_;
 };

@@ -39,6 +39,7 @@
 #include "engram/layer/checkpoint.hpp"
 #include "engram/layer/decode_state.hpp"
 #include "engram/layer/detail/layer_common.hpp"
+#include "engram/nn/any_linear.hpp"
 #include "engram/nn/detail/eigen_support.hpp"
 #include "engram/nn/gate.hpp"
 #include "engram/nn/linear.hpp"
@@ -66,7 +67,7 @@ class FusedEngramLayerT {
     d_ = c.hidden_size;
     hc_ = c.hc_mult;
     cols_ = c.num_columns();
-    kv_ = LinearT<Scalar>(weights_->kv_weight, (hc_ + 1) * d_, c.memory_dim());
+    kv_ = detail::stacked_projection<Scalar>(*weights_, c.memory_dim(), {});
     gate_ = FusedGateT<Scalar>(d_, hc_, weights_->q_weight, weights_->k_weight, c.rms_norm_eps);
   }
 
@@ -99,7 +100,8 @@ class FusedEngramLayerT {
   int64_t hidden_size() const noexcept { return d_; }
   int64_t hc_mult() const noexcept { return hc_; }
   int64_t num_columns() const noexcept { return cols_; }
-  const LinearT<Scalar>& projection() const noexcept { return kv_; }
+  /// The stacked keys + value projection (Scalar or bf16 weights: CheckpointOptions).
+  const AnyLinearT<Scalar>& projection() const noexcept { return kv_; }
   const FusedGateT<Scalar>& gate() const noexcept { return gate_; }
   /// The token-id front end, or null.
   const Hasher* hasher() const noexcept { return hasher_.get(); }
@@ -233,8 +235,8 @@ class FusedEngramLayerT {
         std::copy(h, h + c, out.data() + t * c);
         continue;
       }
-      reference::linear(e.data() + t * m, w.kv_weight.data(), static_cast<const Scalar*>(nullptr),
-                        kv.data(), 1, m, kv_.out_features());
+      detail::reference_projection(w, e.data() + t * m, m, 0, kv_.out_features(),
+                                   static_cast<const Scalar*>(nullptr), kv.data());
       for (int64_t i = 0; i < hc_; ++i) {
         const Scalar alpha =
             reference::fused_gate(kv.data() + i * d_, h + i * d_, w.q_weight.data() + i * d_,
@@ -336,7 +338,7 @@ class FusedEngramLayerT {
   int64_t d_ = 0;
   int64_t hc_ = 0;
   int64_t cols_ = 0;
-  LinearT<Scalar> kv_;
+  AnyLinearT<Scalar> kv_;
   FusedGateT<Scalar> gate_;
 };
 
