@@ -1,7 +1,7 @@
 # Finds engram's dependencies; used by the build and, installed, by engramConfig.cmake.
 # Required: Eigen3, nlohmann_json. Optional (each enables one component): utf8proc + zlib
 # (engram::tokenizer), xxHash (engram::xxhash), liburing (engram::uring), libmemcached
-# (engram::memcached), OpenBLAS (engram::blas: LinearT's large GEMMs).
+# (engram::memcached), OpenBLAS (engram::blas: LinearT's GEMM where the AVX-512 panel kernel is not built).
 include(CMakeFindDependencyMacro)
 find_dependency(Eigen3 3.3 NO_MODULE)
 find_dependency(nlohmann_json 3.10)

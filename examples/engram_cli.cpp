@@ -1,14 +1,16 @@
 // engram: the command-line tool. Each subcommand is one capability of the library on files:
 //
 //   engram compress-vocab TOKENIZER_JSON -o OUT.safetensors
-//   engram hash --config CFG.json --lookup LOOKUP.safetensors [--layer L] --input IN.safetensors -o
-//   OUT.safetensors engram forward --config CFG.json --lookup LOOKUP.safetensors --weights
-//   W.safetensors [--prefix P]
-//                  [--layer L] [--chunk K] --input IN.safetensors -o OUT.safetensors
+//   engram hash --config CFG.json --lookup LOOKUP.safetensors [--layer L]
+//       --input IN.safetensors -o OUT.safetensors
+//   engram forward --config CFG.json --lookup LOOKUP.safetensors --weights W.safetensors
+//       [--prefix P] [--layer L] [--chunk K] [--table URI [--cache-mb M]] [--bf16-projection]
+//       --input IN.safetensors -o OUT.safetensors
 //   engram bench --config CFG.json --lookup LOOKUP.safetensors [--batch B] [--seqlen T]
-//                [--threads N] [--dtype f32|bf16] [--layer L] [--reps R] [--cache-dir DIR]
-//   engram demo --tokenizer TOKENIZER_JSON --corpus TOKENS.safetensors --config CFG.json [--tokens
-//   N]
+//       [--threads N] [--dtype f32|bf16] [--layer L] [--reps R] [--cache-dir DIR]
+//   engram demo --tokenizer TOKENIZER_JSON --corpus TOKENS.safetensors --config CFG.json
+//       [--tokens N]
+//   (and pack, push, bench-offload: `engram` alone lists every subcommand)
 //
 // Errors in inputs print one line "engram: error: ..." and exit 1; bad usage exits 2.
 #include <Eigen/Core>
@@ -125,7 +127,7 @@ int forward(int argc, char** argv) {
   const Args args(argc, argv, 2,
                   {"config", "lookup", "weights", "prefix", "layer", "chunk", "input", "output",
                    "table", "cache-mb"},
-                  {});
+                  {"bf16-projection"});
   if (!args.positional().empty()) throw UsageError("unexpected argument " + args.positional()[0]);
   const auto config = EngramConfig::load(args.str("config"));
   const auto table = CompressionTable::load(args.str("lookup"));
@@ -135,7 +137,8 @@ int forward(int argc, char** argv) {
   auto hasher = std::make_shared<const NgramHasher>(config, table.lookup(), layer_id);
   auto weights = std::make_shared<const SafetensorsFile>(args.str("weights"));
   const CheckpointOptions options{.prefix = args.str("prefix", ""),
-                                  .table_in_tier = args.has("table")};
+                                  .table_in_tier = args.has("table"),
+                                  .bf16_projection = args.flag("bf16-projection")};
   std::optional<OpenedTable> rows_table;  // --table: the rows live there, not in the checkpoint
   if (args.has("table")) {
     rows_table.emplace(
@@ -395,8 +398,8 @@ const std::vector<Command>& commands() {
        hash},
       {"forward",
        "forward --config CFG.json --lookup LOOKUP.safetensors --weights W.safetensors [--prefix P] "
-       "[--layer L] [--chunk K] [--table URI [--cache-mb M]] --input IN.safetensors -o "
-       "OUT.safetensors",
+       "[--layer L] [--chunk K] [--table URI [--cache-mb M]] [--bf16-projection] --input "
+       "IN.safetensors -o OUT.safetensors",
        forward},
       {"pack",
        "pack --config CFG.json --lookup LOOKUP.safetensors --weights W.safetensors [--prefix P] "

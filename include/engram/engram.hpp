@@ -6,7 +6,8 @@
 //   engram/memory/tiers/*.hpp, packed_table.hpp, prefetch.hpp, tiered_memory.hpp
 //                                          (engram::xxhash, engram::uring)
 //   engram/memory/tiers/memcached_store.hpp (engram::memcached: libmemcached)
-// engram::blas (OpenBLAS) changes no header: it only moves nn/linear.hpp's large products to sgemm.
+// engram::blas (OpenBLAS) changes no header: it moves nn/linear.hpp's products to s/dgemm where the
+// AVX-512 panel kernel is not built (double, or no AVX-512).
 #pragma once
 
 #include "engram/engram_fwd.hpp"
