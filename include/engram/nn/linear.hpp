@@ -70,7 +70,7 @@ inline __m512 load16(const BFloat16* p) noexcept {
 
 // XR x rows against one panel (64 W rows packed [in][64]): acc[r][j] += x[r, k] * P[k, 16j:16j+16]
 // for every k, one broadcast of x and four panel loads per k; no horizontal sums. x is the block's
-// rows interleaved [in][XR] (pack_block), so its broadcasts walk one contiguous stream (rows of x
+// rows interleaved [in][XR] (pack_blocks), so its broadcasts walk one contiguous stream (rows of x
 // 4 KiB apart would share L1 sets with each other and the panel). Writes y[r, 0:cols], cols <= 64
 // (the panel's real columns).
 template <int XR, class W>
@@ -113,8 +113,8 @@ inline void for_each_block(int64_t rows, const Body& body) {
   }
 }
 
-// x rows [rows, in] into xp, each register block's rows interleaved [in][count] (blocks back to
-// back, block at row r starting at xp + r * in).
+// x rows [rows, in] into xp (each thread packs its own copy of a pass), each register block's rows
+// interleaved [in][count], blocks back to back (the block at row r starts at xp + r * in).
 inline void pack_blocks(const float* x, int64_t rows, int64_t in, float* xp) noexcept {
   for_each_block(rows, [&](int64_t r0, int64_t count) {
     float* dst = xp + r0 * in;
