@@ -275,11 +275,11 @@ void read_demo_dense(const SafetensorsFile& file_ref, const EngramConfig& config
   const std::string& p = options.prefix;
   const int64_t d = config.hidden_size, hc = config.hc_mult;
   // keys then value, stacked into one [(hc + 1) * d, m] projection
-  std::vector<std::string> bases;
-  for (int64_t i = 0; i <= hc; ++i)
+  std::vector<std::string> bases, weight_names;
+  for (int64_t i = 0; i <= hc; ++i) {
     bases.push_back(i < hc ? p + "key_projs." + std::to_string(i) : p + "value_proj");
-  std::vector<std::string> weight_names;
-  for (const std::string& base : bases) weight_names.push_back(base + ".weight");
+    weight_names.push_back(bases.back() + ".weight");
+  }
   read_projection<Scalar>(*file, config, options, weight_names, w);
   w.kv_bias.resize(static_cast<size_t>((hc + 1) * d));
   for (int64_t i = 0; i <= hc; ++i)

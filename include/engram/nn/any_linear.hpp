@@ -11,9 +11,9 @@
 #include <cstdint>
 #include <span>
 #include <type_traits>
+#include <utility>
 
 #include "engram/detail/float16.hpp"
-#include "engram/error.hpp"
 #include "engram/nn/linear.hpp"
 
 namespace engram {

@@ -203,6 +203,13 @@ constexpr int64_t chunk_rows(int64_t in) noexcept {
   return std::max<int64_t>(6, kChunkBytes / (in * static_cast<int64_t>(sizeof(Scalar))) / 6 * 6);
 }
 
+/// The calling thread's buffer for packed passes of x (grow-only: no allocation in the steady
+/// state), one for every weight type.
+inline AlignedBuffer<float>& pass_buffer() noexcept {
+  thread_local AlignedBuffer<float> buffer;
+  return buffer;
+}
+
 /// chunk: x rows per pass (0: chunk_rows<Scalar>(in)).
 template <class Scalar, class W>
 void panel_product(const Scalar* x, int64_t rows, const W* packed, int64_t in, int64_t out,
@@ -211,8 +218,7 @@ void panel_product(const Scalar* x, int64_t rows, const W* packed, int64_t in, i
 #if ENGRAM_HAVE_AVX512
   if constexpr (std::is_same_v<Scalar, float>) {
     if (chunk <= 0) chunk = chunk_rows<Scalar>(in);
-    thread_local AlignedBuffer<float> pass;  // grow-only: no allocation in the steady state
-    float* xp = pass.ensure(static_cast<size_t>(std::min(chunk, rows) * in));
+    float* xp = pass_buffer().ensure(static_cast<size_t>(std::min(chunk, rows) * in));
     for (int64_t r = 0; r < rows; r += chunk) {
       const int64_t count = std::min(chunk, rows - r);
       pack_blocks(x + r * in, count, in, xp);
@@ -271,7 +277,6 @@ class LinearT {
   /// y = x W^T (+ b when `add_bias` and a bias exists). x [rows, in], y [rows, out]; no aliasing.
   void forward(const Scalar* x, int64_t rows, Scalar* y, bool add_bias = true) const {
     if (rows <= 0) return;
-    detail::RowMatrixMap<Scalar> ym(y, rows, out_);
     if constexpr (detail::kHasPanelKernel<Scalar>) {
       // Split the packed panels (64 W rows each) over the threads.
       const Weight* packed = packed_->data();
@@ -291,7 +296,7 @@ class LinearT {
     }
     if (add_bias && !bias_.empty()) {
       const Eigen::Map<const Eigen::Matrix<Scalar, 1, Eigen::Dynamic>> b(bias_.data(), out_);
-      ym.rowwise() += b;
+      detail::RowMatrixMap<Scalar>(y, rows, out_).rowwise() += b;
     }
   }
 
