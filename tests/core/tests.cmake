@@ -1,0 +1,2 @@
+# Core tests: the headers every folder may use (error, detail/).
+engram_add_test(core_cpu_features_test core/cpu_features_test.cpp)
