@@ -33,6 +33,7 @@
 #include "engram/layer/fused_engram_layer.hpp"
 #include "engram/tokenizer/vocab_compressor.hpp"
 #include "offload_bench.hpp"
+#include "probe.hpp"
 #include "random_checkpoint.hpp"
 #include "remote_commands.hpp"
 #include "tier_commands.hpp"
@@ -252,6 +253,26 @@ int bench(int argc, char** argv) {
   return 0;
 }
 
+int probe(int argc, char** argv) {
+  const Args args(argc, argv, 2, {"threads", "memory-mb", "dir", "file-mb", "io-seconds", "output"},
+                  {});
+  if (!args.positional().empty()) throw UsageError("unexpected argument " + args.positional()[0]);
+  probe::ProbeOptions options;
+  options.threads = static_cast<int>(args.integer("threads", options.threads, 1, 1024));
+  options.memory_mb = args.integer("memory-mb", options.memory_mb, 64, 1 << 20);
+  options.io_file_mb = args.integer("file-mb", options.io_file_mb, 16, 1 << 22);
+  options.io_seconds = static_cast<double>(args.integer("io-seconds", 3, 1, 3600));
+  if (args.has("dir")) options.io_dir = args.str("dir");
+  const probe::Limits limits = probe::measure(options);
+  probe::print(limits, stdout);
+  if (args.has("output")) {
+    std::ofstream out(args.str("output"));
+    out << limits.to_json().dump(2) << "\n";
+    ENGRAM_CHECK(out.good(), args.str("output"), ": cannot write the probe file");
+  }
+  return 0;
+}
+
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -416,6 +437,10 @@ const std::vector<Command>& commands() {
        "bench --config CFG.json --lookup LOOKUP.safetensors [--batch B] [--seqlen T] [--threads N] "
        "[--dtype f32|bf16] [--layer L] [--reps R] [--cache-dir DIR]",
        bench},
+      {"probe",
+       "probe [--threads N] [--memory-mb M] [--dir DIR [--file-mb F] [--io-seconds S]] "
+       "[-o PROBE.json]",
+       probe},
       {"demo",
        "demo --tokenizer TOKENIZER_JSON --corpus TOKENS.safetensors --config CFG.json [--tokens N] "
        "[--cache-dir DIR]",
@@ -441,6 +466,12 @@ int main(int argc, char** argv) {
   const std::string name = argv[1];
   for (const auto& c : commands()) {
     if (name != c.name) continue;
+    for (int i = 2; i < argc; ++i) {
+      if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
+        std::printf("usage: engram %s\n", c.usage);
+        return 0;
+      }
+    }
     try {
       return c.run(argc, argv);
     } catch (const UsageError& e) {
