@@ -1,0 +1,83 @@
+// `engram probe` and the `--help` of every command.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cli/cli_support.hpp"
+
+namespace engram {
+namespace {
+
+using test::run_cli;
+
+/// The command names `engram --help` lists ("  engram NAME ..." lines).
+std::vector<std::string> listed_commands() {
+  const auto r = run_cli("--help");
+  EXPECT_EQ(r.status, 0) << r.output;
+  std::vector<std::string> names;
+  std::istringstream lines(r.output);
+  for (std::string line; std::getline(lines, line);) {
+    const std::string lead = "  engram ";
+    if (line.rfind(lead, 0) != 0) continue;
+    names.push_back(line.substr(lead.size(), line.find(' ', lead.size()) - lead.size()));
+  }
+  return names;
+}
+
+TEST(CliHelp, EveryCommandAnswersHelpWithItsUsageAndStatusZero) {
+  const auto names = listed_commands();
+  ASSERT_GE(names.size(), 8u);
+  for (const auto& name : names) {
+    SCOPED_TRACE(name);
+    for (const char* flag : {"--help", "-h"}) {
+      const auto r = run_cli(name + " " + flag);
+      EXPECT_EQ(r.status, 0) << r.output;
+      EXPECT_EQ(r.output.rfind("usage: engram " + name, 0), 0u) << r.output;
+    }
+  }
+  // --help wins over anything else on the line, even arguments that would be an error.
+  const auto r = run_cli("forward --no-such-option --help");
+  EXPECT_EQ(r.status, 0) << r.output;
+}
+
+TEST(CliProbe, MeasuresEveryLimitAndWritesThemAsJson) {
+  const std::string out = test::temp_file("engram_probe", "probe.json");
+  const std::string dir = test::temp_file("engram_probe", "");
+  const auto r = run_cli("probe --threads 1 --memory-mb 64 --dir " + dir +
+                         " --file-mb 16 --io-seconds 1 -o " + out);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("f32 FMA peak"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("4 KiB random read"), std::string::npos) << r.output;
+  std::ifstream in(out);
+  const auto j = nlohmann::json::parse(in);
+  EXPECT_EQ(j.at("threads").get<int>(), 1);
+  for (const char* field : {"read_gbps", "gather_rows_per_s", "gather_gbps", "iops_4k"}) {
+    EXPECT_GT(j.at(field).get<double>(), 0) << field;
+  }
+  const std::string isa = j.at("isa").get<std::string>();
+  // A vector unit is there on every x86-64 machine these tests run on; bf16 only where it exists.
+  if (isa != "scalar") {
+    EXPECT_GT(j.at("fma_gflops_core").get<double>(), 0);
+  }
+  EXPECT_EQ(j.at("bf16_gflops_core").get<double>() > 0, isa == "avx512bf16");
+  // The scratch file is removed.
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    EXPECT_EQ(e.path().filename().string().rfind("engram-probe-", 0), std::string::npos)
+        << e.path();
+  }
+}
+
+TEST(CliProbe, AnIsaLimitTurnsTheBf16FigureOff) {
+  const auto r = test::shell("ENGRAM_ISA=avx2 " + std::string(ENGRAM_CLI_PATH) +
+                             " probe --threads 1 --memory-mb 64");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("isa avx2"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("bf16 dot peak     n/a"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace engram
