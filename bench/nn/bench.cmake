@@ -1,0 +1,12 @@
+# nn kernels against the alternatives a user would pick. oneDNN (Debian libdnnl-dev, the library
+# behind PyTorch's CPU matmul) is optional: without it the comparison is not built.
+find_package(dnnl CONFIG QUIET)
+find_package(OpenMP COMPONENTS CXX)
+if(dnnl_FOUND AND OpenMP_CXX_FOUND)
+  engram_add_bench(nn_onednn_compare_bench nn/onednn_compare_bench.cpp LIBS DNNL::dnnl OpenMP::OpenMP_CXX)
+  if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13)
+    target_compile_options(nn_onednn_compare_bench PRIVATE -Wno-maybe-uninitialized -Wno-uninitialized -Wno-array-bounds)
+  endif()
+else()
+  message(STATUS "engram: oneDNN (libdnnl-dev) not found: bench/nn/onednn_compare_bench is not built")
+endif()
