@@ -32,6 +32,7 @@
 #include "engram/layer/engram_layer.hpp"
 #include "engram/layer/fused_engram_layer.hpp"
 #include "engram/tokenizer/vocab_compressor.hpp"
+#include "layer_profile.hpp"
 #include "offload_bench.hpp"
 #include "probe.hpp"
 #include "random_checkpoint.hpp"
@@ -201,10 +202,10 @@ double time_forward(const Layer& layer, std::span<const int64_t> ids, std::span<
 }
 
 int bench(int argc, char** argv) {
-  const Args args(
-      argc, argv, 2,
-      {"config", "lookup", "batch", "seqlen", "threads", "dtype", "layer", "reps", "cache-dir"},
-      {});
+  const Args args(argc, argv, 2,
+                  {"config", "lookup", "batch", "seqlen", "threads", "dtype", "layer", "reps",
+                   "cache-dir", "probe"},
+                  {"profile"});
   if (!args.positional().empty()) throw UsageError("unexpected argument " + args.positional()[0]);
   const auto config = EngramConfig::load(args.str("config"));
   const auto table = CompressionTable::load(args.str("lookup"));
@@ -238,18 +239,39 @@ int bench(int argc, char** argv) {
   // bf16: bf16 table (demo; the fused table is FP8 either way) and bf16 projection weights.
   CheckpointOptions options;
   options.bf16_projection = dtype == "bf16";
-  double median = 0;
+  std::optional<probe::Limits> limits;
+  if (args.has("probe")) limits = probe::Limits::load(args.str("probe"));
+  const int64_t tokens = batch * seqlen;
+  auto run = [&](const auto& layer) {
+    const double median = time_forward(layer, ids, hidden, batch, seqlen, reps);
+    std::printf("config %s batch %lld seqlen %lld threads %lld dtype %s\n",
+                args.str("config").c_str(), static_cast<long long>(batch),
+                static_cast<long long>(seqlen), static_cast<long long>(threads), dtype.c_str());
+    std::printf("tokens/s %.1f\n", static_cast<double>(tokens) / median);
+    const auto& projection = layer.projection();
+    example::ForwardWork work;
+    work.flop = 2.0 * static_cast<double>(tokens) * static_cast<double>(projection.in_features()) *
+                static_cast<double>(projection.out_features());
+    const double weight_bytes = (options.bf16_projection ? 2.0 : 4.0) *
+                                static_cast<double>(projection.in_features()) *
+                                static_cast<double>(projection.out_features());
+    const double row_bytes =
+        static_cast<double>(config.row_dim()) * (config.variant == Variant::kFused ? 1.0 + 1.0 / 32
+                                                 : dtype == "bf16"                 ? 2.0
+                                                                                   : 4.0);
+    work.bytes = weight_bytes + static_cast<double>(tokens) * layer.num_columns() * row_bytes +
+                 2.0 * static_cast<double>(hidden.size()) * sizeof(float);
+    if (limits) example::print_roofline(work, median, *limits, false);
+    if (args.flag("profile")) {
+      example::print_profile(example::profile_layer(layer, ids, hidden, batch, seqlen, reps),
+                             tokens);
+    }
+  };
   if (config.variant == Variant::kFused) {
-    median = time_forward(FusedEngramLayer::load(config, file, hasher, options), ids, hidden, batch,
-                          seqlen, reps);
+    run(FusedEngramLayer::load(config, file, hasher, options));
   } else {
-    median = time_forward(EngramLayer::load(config, file, hasher, options), ids, hidden, batch,
-                          seqlen, reps);
+    run(EngramLayer::load(config, file, hasher, options));
   }
-  std::printf("config %s batch %lld seqlen %lld threads %lld dtype %s\n",
-              args.str("config").c_str(), static_cast<long long>(batch),
-              static_cast<long long>(seqlen), static_cast<long long>(threads), dtype.c_str());
-  std::printf("tokens/s %.1f\n", static_cast<double>(batch * seqlen) / median);
   return 0;
 }
 
@@ -435,7 +457,8 @@ const std::vector<Command>& commands() {
        push},
       {"bench",
        "bench --config CFG.json --lookup LOOKUP.safetensors [--batch B] [--seqlen T] [--threads N] "
-       "[--dtype f32|bf16] [--layer L] [--reps R] [--cache-dir DIR]",
+       "[--dtype f32|bf16] [--layer L] [--reps R] [--cache-dir DIR] [--probe PROBE.json] "
+       "[--profile]",
        bench},
       {"probe",
        "probe [--threads N] [--memory-mb M] [--dir DIR [--file-mb F] [--io-seconds S]] "

@@ -79,5 +79,38 @@ TEST(CliProbe, AnIsaLimitTurnsTheBf16FigureOff) {
   EXPECT_NE(r.output.find("bf16 dot peak     n/a"), std::string::npos) << r.output;
 }
 
+// `engram bench --probe FILE --profile`: the roofline line and the split of a forward, whose parts
+// add up to its total (the parts are differences of medians of the same calls).
+TEST(CliProbe, BenchPrintsTheRooflineAndTheProfile) {
+  const std::string probe = test::temp_file("engram_probe", "bench_probe.json");
+  ASSERT_EQ(run_cli("probe --threads 1 --memory-mb 64 -o " + probe).status, 0);
+  const std::string data = ENGRAM_TEST_DATA_DIR;
+  const auto r =
+      run_cli("bench --config " + data + "/io/small_l15_config.json --lookup " + data +
+              "/tokenizer/deepseek_v3/lookup.safetensors --seqlen 16 --reps 3 "
+              "--threads 1 --probe " +
+              probe + " --profile --cache-dir " + test::temp_file("engram_probe", "cache"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("achieved "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("of the probe's f32 FMA peak"), std::string::npos) << r.output;
+  double parts = 0, total = 0;
+  for (const char* part : {"hash", "gather", "projection", "per-token", "total"}) {
+    const auto at = r.output.find(std::string("  ") + part + " ");
+    ASSERT_NE(at, std::string::npos) << part << "\n" << r.output;
+    const double ms = std::stod(r.output.substr(at + 2 + std::string(part).size()));
+    (std::string(part) == "total" ? total : parts) += ms;
+  }
+  EXPECT_GT(total, 0);
+  EXPECT_NEAR(parts, total, 1e-3 * 5) << r.output;  // printed with 3 decimals each
+  EXPECT_NE(r.output.find("non-GEMM share"), std::string::npos) << r.output;
+  // A malformed probe file is one error line naming it.
+  const std::string bad = test::temp_file("engram_probe", "bad_probe.json");
+  ASSERT_EQ(test::shell("echo '{\"threads\": 2}' > " + bad).status, 0);
+  const auto e = run_cli("bench --config " + data + "/io/small_l15_config.json --lookup " + data +
+                         "/tokenizer/deepseek_v3/lookup.safetensors --seqlen 4 --probe " + bad);
+  EXPECT_EQ(e.status, 1) << e.output;
+  EXPECT_NE(e.output.find(bad + ": field 'fma_gflops_core'"), std::string::npos) << e.output;
+}
+
 }  // namespace
 }  // namespace engram
