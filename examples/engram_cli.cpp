@@ -450,7 +450,8 @@ const std::vector<Command>& commands() {
        pack},
       {"bench-offload",
        "bench-offload --corpus TOKENS.safetensors --lookup LOOKUP.safetensors --table-rows R "
-       "--cache-mb M --table-dir DIR [--codec bf16|f32] [--no-prefetch] [--tokens N] [--threads T]",
+       "--cache-mb M --table-dir DIR [--codec bf16|f32] [--no-prefetch] [--tokens N] [--threads T] "
+       "[--backbone-tokens-per-s R] [--find-sustained [--max-steps S]] [--probe PROBE.json]",
        bench_offload},
       {"push",
        "push --table TABLE.engram --to memcached://HOST:PORT[,HOST:PORT...] [--chunk-pages N]",

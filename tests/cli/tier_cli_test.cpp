@@ -25,6 +25,7 @@ namespace {
 
 using test::CliRun;
 using test::shell;
+using ::testing::ContainsRegex;
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
 using ::testing::Not;
@@ -184,6 +185,45 @@ TEST(TierCliBench, BenchOffloadRunsEndToEndOnASmallTable) {
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(table_dir),
                           std::filesystem::directory_iterator()),
             1);
+}
+
+// A backbone of a set speed: the cold and steady-state lines, and the search for the highest rate
+// at a penalty of at most 1% with the probe's IOPS as the yardstick.
+TEST(TierCliBench, BenchOffloadWithASetBackboneSpeedReportsColdAndSteadyState) {
+  const std::string table_dir = tmp("bench_tables_set_speed");
+  const std::string base =
+      "bench-offload --corpus " + test::data_path("hashing/kjv_slice.safetensors") + " --lookup " +
+      kLookup + " --table-rows 2000 --cache-mb 1 --table-dir " + table_dir + " --threads 1";
+  const std::string cmd = base + " --tokens 512";
+  CliRun r = run(cmd + " --backbone-tokens-per-s 200000");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const std::string line =
+      "backbone 200000 tok/s: penalty -?[0-9.]+% \\(resident [0-9.]+ tok/s, offloaded [0-9.]+ "
+      "tok/s, cache hit [0-9.]+%, SSD [0-9]+ IOPS, waited [0-9.]+ s\\)";
+  EXPECT_THAT(r.output, ContainsRegex("cold start: +" + line));
+  EXPECT_THAT(r.output, ContainsRegex("steady state: +" + line));
+
+  const std::string probe = tmp("probe.json");
+  ASSERT_EQ(shell("echo '{\"threads\": 1, \"fma_gflops_core\": 1, \"fma_gflops_all\": 1, "
+                  "\"bf16_gflops_core\": 0, \"bf16_gflops_all\": 0, \"read_gbps\": 1, "
+                  "\"gather_rows_per_s\": 1, \"gather_gbps\": 1, \"iops_4k\": 1000}' > " +
+                  probe)
+                .status,
+            0);
+  r = run(cmd + " --find-sustained --max-steps 2 --backbone-tokens-per-s 2000 --probe " + probe);
+  ASSERT_EQ(r.status, 0) << r.output;
+  for (const std::string phase : {"cold start:", "steady state:"}) {
+    EXPECT_THAT(r.output, ContainsRegex(phase + " +(sustains [0-9]+ tok/s \\(penalty -?[0-9.]+%, "
+                                                "cache hit [0-9.]+%, SSD [0-9]+ IOPS = [0-9]+% of "
+                                                "probe\\)|sustains no backbone rate)"))
+        << r.output;
+  }
+  // Too short a corpus for three passes, and a bad combination, are errors.
+  r = run(base + " --backbone-tokens-per-s 1000 --tokens 100000");
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("need 3 x --tokens"));
+  r = run(cmd + " --find-sustained --no-prefetch");
+  EXPECT_EQ(r.status, 2) << r.output;
 }
 
 }  // namespace
