@@ -23,8 +23,9 @@
 //
 // Streaming: forward(..., states, ...) continues each sequence from its EngramDecodeStateT (conv
 // history, hash history, position) and updates it; any chunking (1 token, 7 tokens, ragged) gives
-// the whole-sequence output up to float rounding. forward_ragged takes per-sequence chunk lengths
-// (tokens packed back to back).
+// the whole-sequence output up to float rounding. forward_ragged / forward_tokens_ragged take
+// per-sequence chunk lengths (tokens packed back to back, one state each, lengths 0 allowed).
+// Speculative decoding: make_state(k) states roll back up to k tokens (decode_state.hpp).
 //
 // Guarantees: inputs are validated (sizes, hash id ranges naming sequence/position/column, state
 // shapes, finite hidden states) before any kernel runs, and the gathered rows are checked finite

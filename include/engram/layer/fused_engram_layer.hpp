@@ -18,10 +18,11 @@
 // them with the layer's NgramHasherT (the fused checkpoint has no offsets, so a hasher also
 // supplies the table's column sizes). Streaming: tokens are independent given their hash ids, so
 // any chunking gives the same output; the state-taking overloads advance each state's position and,
-// with token ids, its hash history. Guarantees, ownership, threads: as EngramLayerT
-// (engram_layer.hpp). `out` may be `hidden`. forward_memory* take the memory e [B, T, m] instead
-// of ids (rows fetched from a RowTier, memory/tiered_memory.hpp); hash_tokens is the hashing front
-// end alone.
+// with token ids, its hash history; forward_ragged / forward_tokens_ragged take per-sequence chunk
+// lengths, as EngramLayerT's; make_state(k) states roll back up to k tokens. Guarantees, ownership,
+// threads: as EngramLayerT (engram_layer.hpp). `out` may be `hidden`. forward_memory* take the
+// memory e [B, T, m] instead of ids (rows fetched from a RowTier, memory/tiered_memory.hpp);
+// hash_tokens is the hashing front end alone.
 #pragma once
 
 #include <algorithm>
