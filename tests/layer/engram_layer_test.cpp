@@ -15,20 +15,8 @@
 
 #include "engram/detail/float16.hpp"
 #include "layer/layer_golden.hpp"
+#include "support/allocation_counter.hpp"
 #include "support/error_of.hpp"
-
-// Counts global operator new calls, to check that forward does not allocate in steady state.
-// (noinline: GCC would otherwise see free() applied to an operator-new pointer and warn.)
-namespace {
-std::atomic<int64_t> g_allocations{0};
-}  // namespace
-__attribute__((noinline)) void* operator new(size_t size) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-__attribute__((noinline)) void operator delete(void* p) noexcept { std::free(p); }
-__attribute__((noinline)) void operator delete(void* p, size_t) noexcept { std::free(p); }
 
 namespace engram {
 namespace {
@@ -216,10 +204,10 @@ TEST_P(EngramLayerGoldenTest, SteadyStateDoesNotAllocate) {
   const std::span<float> o1(out.data(), w);
   layer.forward(g_.hash_ids, g_.hidden, g_.batch, g_.seq_len, out, ws);  // warm-up
   layer.forward(ids1, h1, 1, 1, o1, {&state_ptr, 1}, ws);
-  const int64_t before = g_allocations.load();
+  const int64_t before = test::allocations();
   layer.forward(g_.hash_ids, g_.hidden, g_.batch, g_.seq_len, out, ws);
   for (int i = 0; i < 5; ++i) layer.forward(ids1, h1, 1, 1, o1, {&state_ptr, 1}, ws);
-  EXPECT_EQ(g_allocations.load() - before, 0);
+  EXPECT_EQ(test::allocations() - before, 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Goldens, EngramLayerGoldenTest, ::testing::ValuesIn(kDemoGoldens),

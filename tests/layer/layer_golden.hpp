@@ -15,6 +15,7 @@
 
 #include <unistd.h>
 
+#include "engram/hashing/ngram_hasher.hpp"
 #include "engram/io/config.hpp"
 #include "engram/io/safetensors.hpp"
 #include "support/test_data.hpp"
@@ -104,6 +105,21 @@ inline void write_checkpoint_editing(const LayerGolden& g, const std::string& pa
         t.bytes = std::as_bytes(std::span<const float>(values));
       }
   });
+}
+
+/// The DeepSeek-V3 compression table the layer goldens were made with
+/// (tests/data/hashing/dsv3_lookup.safetensors).
+inline const std::vector<int64_t>& dsv3_lookup() {
+  static const std::vector<int64_t> lookup =
+      SafetensorsFile(data_path("hashing/dsv3_lookup.safetensors")).read_int64("lookup");
+  return lookup;
+}
+
+/// The golden's layer with a token-id front end: the hasher of layer `layer_id` over dsv3_lookup.
+template <class Layer>
+Layer load_with_hasher(const LayerGolden& g, int64_t layer_id) {
+  auto hasher = std::make_shared<const NgramHasher>(g.config, dsv3_lookup(), layer_id);
+  return Layer::load(g.config, g.weights, std::move(hasher));
 }
 
 inline std::string temp_path(const std::string& name) {

@@ -25,17 +25,8 @@ using test::load_layer_golden;
 using test::relative_max_error;
 using ::testing::HasSubstr;
 
-const std::vector<int64_t>& dsv3_lookup() {
-  static const std::vector<int64_t> lookup =
-      SafetensorsFile(test::data_path("hashing/dsv3_lookup.safetensors")).read_int64("lookup");
-  return lookup;
-}
-
-template <class Layer>
-Layer load_with_hasher(const LayerGolden& g, int64_t layer_id) {
-  auto hasher = std::make_shared<const NgramHasher>(g.config, dsv3_lookup(), layer_id);
-  return Layer::load(g.config, g.weights, std::move(hasher));
-}
+using test::dsv3_lookup;
+using test::load_with_hasher;
 
 template <class Layer>
 void check_tokens_match_golden(const char* name) {

@@ -23,8 +23,9 @@
 //
 // Streaming: forward(..., states, ...) continues each sequence from its EngramDecodeStateT (conv
 // history, hash history, position) and updates it; any chunking (1 token, 7 tokens, ragged) gives
-// the whole-sequence output up to float rounding. forward_ragged takes per-sequence chunk lengths
-// (tokens packed back to back).
+// the whole-sequence output up to float rounding. forward_ragged / forward_tokens_ragged take
+// per-sequence chunk lengths (tokens packed back to back, one state each, lengths 0 allowed).
+// Speculative decoding: make_state(k) states roll back up to k tokens (decode_state.hpp).
 //
 // Guarantees: inputs are validated (sizes, hash id ranges naming sequence/position/column, state
 // shapes, finite hidden states) before any kernel runs, and the gathered rows are checked finite
@@ -134,10 +135,11 @@ class EngramLayerT {
   /// The token-id front end, or null.
   const Hasher* hasher() const noexcept { return hasher_.get(); }
 
-  /// A state at the start of a sequence.
-  State make_state() const {
+  /// A state at the start of a sequence, able to roll back up to max_rollback tokens
+  /// (speculative decoding; decode_state.hpp gives the memory cost).
+  State make_state(int64_t max_rollback = 0) const {
     return State(conv_.history_rows(), hc_ * d_,
-                 hasher_ ? hasher_->initial_state() : NgramHashState{});
+                 hasher_ ? hasher_->initial_state() : NgramHashState{}, max_rollback);
   }
 
   /// Pre-sizes `ws` for calls of up to `tokens` tokens in up to `sequences` sequences.
@@ -180,6 +182,20 @@ class EngramLayerT {
     run(hash_ids, hidden, detail::ragged_segments(kWho, lengths), out, states, ws);
   }
 
+  /// forward_ragged from token ids [sum(lengths)] (needs a hasher); live empty or
+  /// [sum(lengths)]. With states, each sequence continues and advances its hash history.
+  void forward_tokens_ragged(std::span<const int64_t> input_ids, std::span<const Scalar> hidden,
+                             std::span<const int64_t> lengths, std::span<Scalar> out,
+                             std::span<State* const> states, Workspace& ws,
+                             std::span<const uint8_t> live = {}) const {
+    const auto segments = detail::ragged_segments(kWho, lengths);
+    check_args_tokens(hidden, out, segments.total());
+    check_states(states);
+    const auto ids = detail::hash_ragged_tokens(kWho, require_hasher(), input_ids, segments, live,
+                                                states, ws.hashed_ids_);
+    run(ids, hidden, segments, out, states, ws);
+  }
+
   /// Whole sequences from token ids [B, T] (needs a hasher); live empty or [B, T].
   void forward_tokens(std::span<const int64_t> input_ids, std::span<const Scalar> hidden,
                       int64_t batch, int64_t seq_len, std::span<Scalar> out, Workspace& ws,
@@ -209,9 +225,7 @@ class EngramLayerT {
     const Hasher& hasher = require_hasher();
     detail::check_token_ids(kWho, hasher, input_ids, batch, seq_len, live);
     int64_t* ids = ws.hashed_ids_.ensure(static_cast<size_t>(tokens * cols_));
-    detail::hash_token_chunks(
-        kWho, hasher, input_ids, batch, seq_len, live,
-        [&](int64_t b) -> NgramHashState& { return states[b]->hash_state_; }, ids);
+    detail::hash_token_chunks(kWho, hasher, input_ids, batch, seq_len, live, states, ids);
     run({ids, static_cast<size_t>(tokens * cols_)}, hidden, segments, out, states, ws);
   }
 
@@ -256,9 +270,8 @@ class EngramLayerT {
     ENGRAM_CHECK(static_cast<int64_t>(states.size()) == batch, kWho, ": ", states.size(),
                  " states for a batch of ", batch, " sequences");
     check_states(states);
-    detail::hash_token_chunks(
-        kWho, hasher, input_ids, batch, seq_len, live,
-        [&](int64_t b) -> NgramHashState& { return states[b]->hash_state_; }, hash_ids.data());
+    detail::hash_token_chunks(kWho, hasher, input_ids, batch, seq_len, live, states,
+                              hash_ids.data());
   }
 
   /// The readable spec: the PyTorch module step by step (separate key projections and norms, plain
@@ -326,7 +339,7 @@ class EngramLayerT {
       ENGRAM_CHECK(states[s]->history_rows_ == conv_.history_rows() &&
                        states[s]->channels_ == hc_ * d_ &&
                        static_cast<int64_t>(states[s]->conv_history_.size()) ==
-                           conv_.history_rows() * hc_ * d_,
+                           states[s]->ring_rows_ * hc_ * d_,
                    kWho, ": state ", s, " has a conv history of [", states[s]->history_rows_, ", ",
                    states[s]->channels_, "], expected [", conv_.history_rows(), ", ", hc_ * d_,
                    "] (make states with make_state())");
@@ -393,7 +406,6 @@ class EngramLayerT {
     // Conv over time: step p of a sequence reads steps p - back of this chunk, or before it the
     // sequence's history ring (whole sequences: zeros).
     const int64_t k = conv_.kernel_size(), dilation = conv_.dilation();
-    const int64_t history = conv_.history_rows();
     detail::parallel_for(tokens, 16, [&](int64_t begin, int64_t end, int) {
       const Scalar* sources[ShortConvT<Scalar>::kMaxKernelSize];
       for (int64_t t = begin; t < end; ++t) {
@@ -404,8 +416,7 @@ class EngramLayerT {
           if (q >= 0)
             sources[tap] = normed + (t - p + q) * c;
           else if (state != nullptr)
-            sources[tap] =
-                state->conv_history_.data() + ((state->history_head_ + history + q) % history) * c;
+            sources[tap] = state->conv_row(state->position_ + q);
           else
             sources[tap] = nullptr;
         }
@@ -413,17 +424,9 @@ class EngramLayerT {
       }
     });
 
-    // Each state keeps the last `history` normed rows: the chunk's newest rows enter its ring.
-    for (int64_t s = 0; s < static_cast<int64_t>(states.size()); ++s) {
-      State& state = *states[s];
-      const int64_t len = segments.length(s);
-      const Scalar* rows = normed + segment_start[s] * c;
-      for (int64_t p = std::max<int64_t>(0, len - history); p < len; ++p) {
-        std::copy_n(rows + p * c, c, state.conv_history_.data() + state.history_head_ * c);
-        state.history_head_ = (state.history_head_ + 1) % history;
-      }
-      state.position_ += len;
-    }
+    // Each state keeps the chunk's newest normed rows (history and rollback) in its ring.
+    for (int64_t s = 0; s < static_cast<int64_t>(states.size()); ++s)
+      states[s]->push_conv_rows(normed + segment_start[s] * c, segments.length(s));
   }
 
   std::shared_ptr<const Weights> weights_;

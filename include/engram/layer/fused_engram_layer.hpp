@@ -18,10 +18,11 @@
 // them with the layer's NgramHasherT (the fused checkpoint has no offsets, so a hasher also
 // supplies the table's column sizes). Streaming: tokens are independent given their hash ids, so
 // any chunking gives the same output; the state-taking overloads advance each state's position and,
-// with token ids, its hash history. Guarantees, ownership, threads: as EngramLayerT
-// (engram_layer.hpp). `out` may be `hidden`. forward_memory* take the memory e [B, T, m] instead
-// of ids (rows fetched from a RowTier, memory/tiered_memory.hpp); hash_tokens is the hashing front
-// end alone.
+// with token ids, its hash history; forward_ragged / forward_tokens_ragged take per-sequence chunk
+// lengths, as EngramLayerT's; make_state(k) states roll back up to k tokens. Guarantees, ownership,
+// threads: as EngramLayerT (engram_layer.hpp). `out` may be `hidden`. forward_memory* take the
+// memory e [B, T, m] instead of ids (rows fetched from a RowTier, memory/tiered_memory.hpp);
+// hash_tokens is the hashing front end alone.
 #pragma once
 
 #include <algorithm>
@@ -106,9 +107,10 @@ class FusedEngramLayerT {
   /// The token-id front end, or null.
   const Hasher* hasher() const noexcept { return hasher_.get(); }
 
-  /// A state at the start of a sequence (no conv history in this variant).
-  State make_state() const {
-    return State(0, hc_ * d_, hasher_ ? hasher_->initial_state() : NgramHashState{});
+  /// A state at the start of a sequence (no conv history in this variant), able to roll back up
+  /// to max_rollback tokens (speculative decoding; decode_state.hpp).
+  State make_state(int64_t max_rollback = 0) const {
+    return State(0, hc_ * d_, hasher_ ? hasher_->initial_state() : NgramHashState{}, max_rollback);
   }
 
   /// Pre-sizes `ws` for calls of up to `tokens` tokens.
@@ -139,6 +141,33 @@ class FusedEngramLayerT {
     for (State* state : states) state->position_ += seq_len;
   }
 
+  /// Chunks of lengths[s] tokens for sequences s, packed back to back ([sum(lengths), ...]);
+  /// states empty (each chunk is a whole sequence) or one per sequence (advanced by lengths[s]);
+  /// live empty or [sum(lengths)].
+  void forward_ragged(std::span<const int64_t> hash_ids, std::span<const Scalar> hidden,
+                      std::span<const int64_t> lengths, std::span<Scalar> out,
+                      std::span<State* const> states, Workspace& ws,
+                      std::span<const uint8_t> live = {}) const {
+    const auto segments = detail::ragged_segments(kWho, lengths);
+    detail::check_state_count(kWho, states, segments.count, /*allow_empty=*/true);
+    run(hash_ids, hidden, segments, out, live, ws);
+    detail::advance_states(states, segments);
+  }
+
+  /// forward_ragged from token ids [sum(lengths)] (needs a hasher); with states, each sequence
+  /// continues and advances its hash history.
+  void forward_tokens_ragged(std::span<const int64_t> input_ids, std::span<const Scalar> hidden,
+                             std::span<const int64_t> lengths, std::span<Scalar> out,
+                             std::span<State* const> states, Workspace& ws,
+                             std::span<const uint8_t> live = {}) const {
+    const auto segments = detail::ragged_segments(kWho, lengths);
+    check_args_memory(hidden, out, live, segments.total());
+    const auto ids = detail::hash_ragged_tokens(kWho, require_hasher(), input_ids, segments, live,
+                                                states, ws.hashed_ids_);
+    run(ids, hidden, segments, out, live, ws);
+    detail::advance_states(states, segments);
+  }
+
   /// Whole sequences from token ids [B, T] (needs a hasher).
   void forward_tokens(std::span<const int64_t> input_ids, std::span<const Scalar> hidden,
                       int64_t batch, int64_t seq_len, std::span<Scalar> out, Workspace& ws,
@@ -165,9 +194,7 @@ class FusedEngramLayerT {
     int64_t* ids = ws.hashed_ids_.ensure(static_cast<size_t>(tokens * cols_));
     const std::span<int64_t> hashed(ids, static_cast<size_t>(tokens * cols_));
     check_args(hashed, hidden, out, live, tokens);
-    detail::hash_token_chunks(
-        kWho, hasher, input_ids, batch, seq_len, live,
-        [&](int64_t b) -> NgramHashState& { return states[b]->hash_state_; }, ids);
+    detail::hash_token_chunks(kWho, hasher, input_ids, batch, seq_len, live, states, ids);
     run(hashed, hidden, detail::uniform_segments(kWho, batch, seq_len), out, live, ws);
     for (State* state : states) state->position_ += seq_len;
   }
@@ -208,9 +235,8 @@ class FusedEngramLayerT {
       return;
     }
     check_states(states, batch);
-    detail::hash_token_chunks(
-        kWho, hasher, input_ids, batch, seq_len, live,
-        [&](int64_t b) -> NgramHashState& { return states[b]->hash_state_; }, hash_ids.data());
+    detail::hash_token_chunks(kWho, hasher, input_ids, batch, seq_len, live, states,
+                              hash_ids.data());
   }
 
   /// The readable spec: EngramFused.forward step by step (reference gather, plain loops).

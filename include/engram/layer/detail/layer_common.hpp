@@ -14,8 +14,8 @@
 #include <variant>
 
 #include "engram/error.hpp"
-#include "engram/hashing/hash_state.hpp"
 #include "engram/layer/checkpoint.hpp"
+#include "engram/layer/decode_state.hpp"
 #include "engram/memory/embedding_table.hpp"
 #include "engram/nn/any_linear.hpp"
 #include "engram/nn/detail/eigen_support.hpp"
@@ -276,48 +276,103 @@ void check_hasher(std::string_view who, const Hasher& hasher, const LayerTable& 
       table);
 }
 
-/// Checks token ids [B, T] and the live mask before hashing: sizes, ids of live tokens in the
-/// compression table (errors name sequence and position).
+/// Checks the token ids [tokens] of `segments` and the live mask before hashing: sizes, ids of
+/// live tokens in the compression table (errors name sequence and position).
 template <class Hasher>
 void check_token_ids(std::string_view who, const Hasher& hasher, std::span<const int64_t> input_ids,
-                     int64_t batch, int64_t seq_len, std::span<const uint8_t> live) {
-  const int64_t tokens = batch * seq_len;
+                     const Segments& segments, std::span<const uint8_t> live) {
+  const int64_t tokens = segments.total();
   check_size(who, "input_ids", input_ids.size(), tokens, 1, "[B, T]");
   if (!live.empty()) check_size(who, "live", live.size(), tokens, 1, "[B, T]");
-  for (int64_t b = 0; b < batch; ++b)
-    for (int64_t t = 0; t < seq_len; ++t) {
-      const int64_t i = b * seq_len + t;
+  for (int64_t s = 0, i = 0; s < segments.count; ++s)
+    for (int64_t t = 0, len = segments.length(s); t < len; ++t, ++i) {
       if (!live.empty() && live[i] == 0) continue;
       ENGRAM_CHECK(input_ids[i] >= 0 && input_ids[i] < hasher.lookup_size(), who, ": token id ",
-                   input_ids[i], " at sequence ", b, ", position ", t,
+                   input_ids[i], " at sequence ", s, ", position ", t,
                    " is outside the compression table [0, ", hasher.lookup_size(), ")");
     }
 }
 
-/// Hashes a chunk of token ids [B, T] (checked with check_token_ids) into out [B, T, cols],
-/// continuing each sequence's hash state (state_of(b) -> NgramHashState&). The states are checked
-/// before any of them advances.
-template <class Hasher, class StateOf>
-void hash_token_chunks(std::string_view who, const Hasher& hasher,
-                       std::span<const int64_t> input_ids, int64_t batch, int64_t seq_len,
-                       std::span<const uint8_t> live, const StateOf& state_of, int64_t* out) {
-  for (int64_t b = 0; b < batch; ++b) {
-    const auto history = state_of(b).history();
+/// check_token_ids for token ids [B, T].
+template <class Hasher>
+void check_token_ids(std::string_view who, const Hasher& hasher, std::span<const int64_t> input_ids,
+                     int64_t batch, int64_t seq_len, std::span<const uint8_t> live) {
+  check_token_ids(who, hasher, input_ids, uniform_segments(who, batch, seq_len), live);
+}
+
+/// Throws unless `states` is empty (allow_empty) or holds one non-null state per sequence.
+template <class State>
+void check_state_count(std::string_view who, std::span<State* const> states, int64_t sequences,
+                       bool allow_empty) {
+  ENGRAM_CHECK((allow_empty && states.empty()) || static_cast<int64_t>(states.size()) == sequences,
+               who, ": ", states.size(), " states for ", sequences, " sequences");
+  for (size_t s = 0; s < states.size(); ++s)
+    ENGRAM_CHECK(states[s] != nullptr, who, ": state ", s, " is null");
+}
+
+/// Hashes the token ids [tokens] of `segments` (checked with check_token_ids) into out [tokens,
+/// cols]: sequence s continues from and advances states[s] (keeping what its rollback needs), or,
+/// states empty, starts fresh. The states are checked before any of them advances.
+template <class Hasher, class State>
+void hash_token_segments(std::string_view who, const Hasher& hasher,
+                         std::span<const int64_t> input_ids, const Segments& segments,
+                         std::span<const uint8_t> live, std::span<State* const> states,
+                         int64_t* out) {
+  for (size_t s = 0; s < states.size(); ++s) {
+    const auto history = states[s]->hash_state().history();
     ENGRAM_CHECK(static_cast<int64_t>(history.size()) == hasher.max_ngram_size() - 1, who,
-                 ": state ", b, " holds a hash history of ", history.size(),
+                 ": state ", s, " holds a hash history of ", history.size(),
                  " ids, expected max_ngram_size - 1 = ", hasher.max_ngram_size() - 1,
                  " (make states with the layer's make_state())");
     for (int64_t v : history)
-      ENGRAM_CHECK(v >= 0 && v < hasher.compressed_vocab_size(), who, ": state ", b,
+      ENGRAM_CHECK(v >= 0 && v < hasher.compressed_vocab_size(), who, ": state ", s,
                    " holds compressed id ", v, ", outside [0, ", hasher.compressed_vocab_size(),
                    ")");
   }
-  const auto n = static_cast<size_t>(seq_len), cols = static_cast<size_t>(hasher.num_columns());
-  for (int64_t b = 0; b < batch; ++b) {
-    hasher.hash_chunk(
-        input_ids.subspan(b * n, n), 1, seq_len, std::span<int64_t>(out + b * n * cols, n * cols),
-        std::span<NgramHashState>(&state_of(b), 1), live.empty() ? live : live.subspan(b * n, n));
+  const auto cols = static_cast<size_t>(hasher.num_columns());
+  for (int64_t s = 0, first = 0; s < segments.count; first += segments.length(s++)) {
+    const auto n = static_cast<size_t>(segments.length(s)), at = static_cast<size_t>(first);
+    const auto ids = input_ids.subspan(at, n);
+    const auto seq_live = live.empty() ? live : live.subspan(at, n);
+    if (states.empty())
+      hasher.hash(ids, 1, segments.length(s), std::span<int64_t>(out + at * cols, n * cols),
+                  seq_live);
+    else
+      DecodeStateAccess::hash_chunk(*states[s], hasher, ids, seq_live, out + at * cols);
   }
+}
+
+/// The token-id front end of the ragged forwards: checks states (empty or one per sequence) and
+/// token ids, hashes them into `scratch` and returns the hash ids [tokens, cols].
+template <class Hasher, class State>
+std::span<const int64_t> hash_ragged_tokens(std::string_view who, const Hasher& hasher,
+                                            std::span<const int64_t> input_ids,
+                                            const Segments& segments, std::span<const uint8_t> live,
+                                            std::span<State* const> states,
+                                            AlignedBuffer<int64_t>& scratch) {
+  check_state_count(who, states, segments.count, /*allow_empty=*/true);
+  check_token_ids(who, hasher, input_ids, segments, live);
+  const auto size = static_cast<size_t>(segments.total() * hasher.num_columns());
+  int64_t* ids = scratch.ensure(size);
+  hash_token_segments(who, hasher, input_ids, segments, live, states, ids);
+  return {ids, size};
+}
+
+/// Advances states[s] (layers without conv history) by the length of sequence s.
+template <class State>
+void advance_states(std::span<State* const> states, const Segments& segments) noexcept {
+  for (size_t s = 0; s < states.size(); ++s)
+    DecodeStateAccess::advance(*states[s], segments.length(static_cast<int64_t>(s)));
+}
+
+/// hash_token_segments for token ids [B, T], one state per sequence.
+template <class Hasher, class State>
+void hash_token_chunks(std::string_view who, const Hasher& hasher,
+                       std::span<const int64_t> input_ids, int64_t batch, int64_t seq_len,
+                       std::span<const uint8_t> live, std::span<State* const> states,
+                       int64_t* out) {
+  hash_token_segments(who, hasher, input_ids, uniform_segments(who, batch, seq_len), live, states,
+                      out);
 }
 
 }  // namespace engram::detail
