@@ -12,3 +12,7 @@ endforeach()
 if(TARGET engram::blas)
   target_link_libraries(nn_linear_test PRIVATE engram::blas)
 endif()
+# FP8 block projection: every ISA path of this machine (run-time dispatch) against the reference,
+# threaded with OpenMP when available.
+find_package(OpenMP COMPONENTS CXX)
+engram_add_test(nn_fp8_linear_test nn/fp8_linear_test.cpp LIBS $<TARGET_NAME_IF_EXISTS:OpenMP::OpenMP_CXX>)
