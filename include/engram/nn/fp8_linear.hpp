@@ -7,7 +7,8 @@
 //     s = 2^ceil(log2(amax / 448)), x := e4m3_rne(x / s) * s  (v41_ref.py act_quant)
 //
 // Kernels (run-time choice by active_isa(), OpenMP threads over panels of 32 outputs): the weights
-// stay 1 byte each, repacked at construction into panels [in / 2][32][2] and decoded in registers.
+// stay 1 byte each, repacked at construction into panels [in / 2][32][2] and decoded in registers
+// (prefill, avx512bf16: once per panel and pass of rows, into a per-thread L2 buffer).
 //   avx512bf16  x rounded to bf16, vdpbf16ps on the exact bf16 of each E4M3 value, f32 partial
 //               sums per 32-column block scaled into the f32 total
 //   avx512/avx2 exact widening to f32, block scale folded into the weight, FMA
@@ -78,6 +79,8 @@ class Fp8BlockLinear {
  public:
   static constexpr int64_t kBlock = 32;
 
+  /// An empty projection (0 x 0) to assign a loaded one to; forward needs a loaded one.
+  Fp8BlockLinear() = default;
   /// @param codes out_features * in_features E4M3 bytes, row-major.
   /// @param scales ceil(out / 32) * ceil(in / 32) E8M0 bytes, row-major.
   /// @param name the tensor's name in error messages.
@@ -138,8 +141,9 @@ class Fp8BlockLinear {
           std::fill(xb + r * ldx + in_, xb + (r + 1) * ldx, std::uint16_t{0});
         }
         detail::parallel_for(panels_, 1, [&](int64_t begin, int64_t end, int) {
+          thread_local detail::AlignedBuffer<std::uint16_t> decoded;  // one panel, in bf16
           detail::fp8::panels_bf16(packed, scales, kblocks_, out_, xb, rows, ldx, y, out_, begin,
-                                   end);
+                                   end, decoded.ensure(static_cast<size_t>(ldx * kBlock)));
         });
         return;
       }

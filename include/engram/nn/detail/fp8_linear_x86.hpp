@@ -6,14 +6,16 @@
 // row), each [in_pad / 2][32][2] E4M3 bytes: pair step q, output j, byte t holds W[32p + j, 2q +
 // t]; one pair step is one 64-byte line. in_pad = in rounded up to 32 (zero codes), rows past `out`
 // are zero codes. x arrives padded to in_pad columns with zeros ([rows][ldx]).
-// Decoding happens in registers, never to memory:
+// Decoding:
 //   f32 paths: byte -> the IEEE half with the E4M3 bits shifted into place (value * 2^-8 exactly,
 //     subnormals included; F16C ignores DAZ) -> f32, times the block scale; products with the x
 //     pair broadcast accumulate per lane pair (k even, k odd), summed and scaled by 2^8 at the end.
 //   bf16 path: byte -> the bf16 of its E4M3 value (exponent rebias for normal codes, an 8-entry
 //     table for the subnormal codes), vdpbf16ps against the bf16 x pair, one partial sum per
 //     32-column block scaled into the total with an FMA (so no operand of vdpbf16ps is a bf16
-//     subnormal, which it would flush).
+//     subnormal, which it would flush). A pass of more than one register block (prefill) decodes
+//     each panel once into a per-thread bf16 buffer (in_pad * 64 bytes, L2-resident) that its
+//     blocks read; decode steps (rows <= 4) decode in registers and stream the bytes once.
 // Not part of the public API. Kernels are noexcept and trust their (validated) inputs.
 #pragma once
 
@@ -242,8 +244,21 @@ ENGRAM_TARGET_AVX512BF16 inline __m512i subnormal_table() noexcept {
                           (119 << 7) | 0x40, 119 << 7, 118 << 7, 0);
 }
 
-template <int XR>
-ENGRAM_TARGET_AVX512BF16 inline void block_bf16(const std::uint8_t* panel, const float* scales,
+/// A whole panel decoded to bf16 once, for passes of many rows: step q's 64 values at 64 * q.
+ENGRAM_TARGET_AVX512BF16 inline void decode_panel_bf16(const std::uint8_t* panel, int64_t steps,
+                                                       std::uint16_t* out) noexcept {
+  const __m512i table = subnormal_table();
+  for (int64_t q = 0; q < steps; ++q) {
+    _mm512_storeu_si512(out + 64 * q, decode32_bf16(panel + q * kStepBytes, table));
+    _mm512_storeu_si512(out + 64 * q + 32, decode32_bf16(panel + q * kStepBytes + 32, table));
+  }
+}
+
+/// XR x rows against one panel: its E4M3 bytes decoded in registers, or (kDecoded) the panel
+/// decoded by decode_panel_bf16 (`decoded`).
+template <int XR, bool kDecoded>
+ENGRAM_TARGET_AVX512BF16 inline void block_bf16(const std::uint8_t* panel,
+                                                const std::uint16_t* decoded, const float* scales,
                                                 int64_t kblocks, const std::uint16_t* x,
                                                 int64_t ldx, float* y, int64_t ldy,
                                                 int64_t cols) noexcept {
@@ -255,9 +270,15 @@ ENGRAM_TARGET_AVX512BF16 inline void block_bf16(const std::uint8_t* panel, const
     for (int r = 0; r < XR; ++r) part[r][0] = part[r][1] = _mm512_setzero_ps();
     for (int64_t q = 0; q < kBlock / 2; ++q) {
       const int64_t step = kb * (kBlock / 2) + q;
-      const std::uint8_t* w = panel + step * kStepBytes;
-      const auto w0 = reinterpret_cast<__m512bh>(decode32_bf16(w, table));
-      const auto w1 = reinterpret_cast<__m512bh>(decode32_bf16(w + 32, table));
+      __m512bh w0, w1;
+      if constexpr (kDecoded) {
+        w0 = reinterpret_cast<__m512bh>(_mm512_loadu_si512(decoded + 64 * step));
+        w1 = reinterpret_cast<__m512bh>(_mm512_loadu_si512(decoded + 64 * step + 32));
+      } else {
+        const std::uint8_t* w = panel + step * kStepBytes;
+        w0 = reinterpret_cast<__m512bh>(decode32_bf16(w, table));
+        w1 = reinterpret_cast<__m512bh>(decode32_bf16(w + 32, table));
+      }
       for (int r = 0; r < XR; ++r) {
         const auto xv = reinterpret_cast<__m512bh>(
             _mm512_set1_epi32(static_cast<int>(load_pair(x + r * ldx + 2 * step))));
@@ -280,22 +301,36 @@ ENGRAM_TARGET_AVX512BF16 inline void block_bf16(const std::uint8_t* panel, const
     }
 }
 
-/// Panels [p_begin, p_end) for x [rows][ldx] (bf16 bits, zero-padded), y [rows][ldy].
+/// Panels [p_begin, p_end) for x [rows][ldx] (bf16 bits, zero-padded), y [rows][ldy]. A pass of
+/// more than one register block first decodes each panel into `scratch` (steps * 64 values).
 ENGRAM_TARGET_AVX512BF16 inline void panels_bf16(const std::uint8_t* packed, const float* scales,
                                                  int64_t kblocks, int64_t out,
                                                  const std::uint16_t* x, int64_t rows, int64_t ldx,
                                                  float* y, int64_t ldy, int64_t p_begin,
-                                                 int64_t p_end) noexcept {
+                                                 int64_t p_end, std::uint16_t* scratch) noexcept {
   constexpr int64_t kRows = 4;
-  const int64_t panel_bytes = kblocks * kBlock * kPanelRows;
-  for_each_pass(rows, ldx * 2, kRows, p_begin, p_end, [&](int64_t p, int64_t r, int64_t count) {
-    const std::uint8_t* panel = packed + p * panel_bytes;
-    const float* s = scales + p * kblocks;
-    const std::uint16_t* xr = x + r * ldx;
-    float* yr = y + r * ldy + p * kPanelRows;
-    const int64_t cols = std::min(kPanelRows, out - p * kPanelRows);
-    with_rows(count, [&]<int XR>() { block_bf16<XR>(panel, s, kblocks, xr, ldx, yr, ldy, cols); });
-  });
+  const int64_t steps = kblocks * kBlock / 2, panel_bytes = steps * kStepBytes;
+  const int64_t pass = pass_rows(ldx * 2, kRows);
+  for (int64_t r0 = 0; r0 < rows; r0 += pass) {
+    const int64_t r1 = std::min(rows, r0 + pass);
+    for (int64_t p = p_begin; p < p_end; ++p) {
+      const std::uint8_t* panel = packed + p * panel_bytes;
+      const float* s = scales + p * kblocks;
+      const int64_t cols = std::min(kPanelRows, out - p * kPanelRows);
+      const bool decode = r1 - r0 > kRows;
+      if (decode) decode_panel_bf16(panel, steps, scratch);
+      for (int64_t r = r0; r < r1; r += kRows) {
+        const std::uint16_t* xr = x + r * ldx;
+        float* yr = y + r * ldy + p * kPanelRows;
+        with_rows(std::min(kRows, r1 - r), [&]<int XR>() {
+          if (decode)
+            block_bf16<XR, true>(panel, scratch, s, kblocks, xr, ldx, yr, ldy, cols);
+          else
+            block_bf16<XR, false>(panel, nullptr, s, kblocks, xr, ldx, yr, ldy, cols);
+        });
+      }
+    }
+  }
 }
 
 }  // namespace engram::detail::fp8
