@@ -13,6 +13,7 @@
 
 #include "engram/detail/cpu_features.hpp"
 #include "engram/layer/engram_layer.hpp"
+#include "engram/layer/fused_engram_layer.hpp"
 #include "layer/layer_golden.hpp"
 
 namespace engram {
@@ -22,8 +23,9 @@ using test::LayerGolden;
 using test::load_layer_golden;
 using test::relative_max_error;
 
-std::vector<float> run(const EngramLayer& layer, const LayerGolden& g) {
-  EngramLayer::Workspace ws;
+template <class Layer>
+std::vector<float> run(const Layer& layer, const LayerGolden& g) {
+  typename Layer::Workspace ws;
   std::vector<float> out(g.expected.size());
   layer.forward(g.hash_ids, g.hidden, g.batch, g.seq_len, out, ws);
   return out;
@@ -70,6 +72,29 @@ TEST_P(Bf16ComputeTest, MatchesItsReferenceAndTheBf16Oracle) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Goldens, Bf16ComputeTest, ::testing::Values("demo_a", "demo_c"));
+
+// The fused layer takes the same option (no bf16 oracle run for it): its own reference, and the
+// exact-widening layer up to the rounding of the activations.
+class Bf16ComputeFusedTest : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(Bf16ComputeFusedTest, MatchesItsReference) {
+  const LayerGolden g = load_layer_golden(GetParam());
+  CheckpointOptions native{.prefix = "", .column_rows = g.primes};
+  native.bf16_compute = true;
+  CheckpointOptions widening{.prefix = "", .column_rows = g.primes};
+  widening.bf16_projection = true;
+  const auto layer = FusedEngramLayer::load(g.config, g.weights, native);
+  EXPECT_EQ(layer.projection().bf16_weights().native_bf16(), best_isa() >= Isa::kAvx512Bf16);
+  const std::vector<float> out = run(layer, g);
+  std::vector<float> reference(out.size());
+  layer.forward_reference(g.hash_ids, g.hidden, g.batch, g.seq_len, reference);
+  const std::vector<float> exact = run(FusedEngramLayer::load(g.config, g.weights, widening), g);
+  EXPECT_LT(relative_max_error(out, reference), 1e-5);
+  EXPECT_LT(relative_max_error(out, exact), 1e-2);
+  EXPECT_LT(relative_max_error(out, g.expected), 2e-2);
+}
+
+INSTANTIATE_TEST_SUITE_P(Goldens, Bf16ComputeFusedTest, ::testing::Values("fused_a", "fused_b"));
 
 }  // namespace
 }  // namespace engram
