@@ -8,7 +8,7 @@
 //
 // Kernels (run-time choice by active_isa(), OpenMP threads over panels of 32 outputs): the weights
 // stay 1 byte each, repacked at construction into panels [in / 2][32][2] and decoded in registers
-// (prefill, avx512bf16: once per panel and pass of rows, into a per-thread L2 buffer).
+// (prefill, avx512bf16 and avx512: once per panel and pass of rows, into a per-thread L2 buffer).
 //   avx512bf16  x rounded to bf16, vdpbf16ps on the exact bf16 of each E4M3 value, f32 partial
 //               sums per 32-column block scaled into the f32 total
 //   avx512/avx2 exact widening to f32, block scale folded into the weight, FMA
@@ -154,12 +154,14 @@ class Fp8BlockLinear {
         std::fill(xf + r * ldx + in_, xf + (r + 1) * ldx, 0.0f);
       }
       detail::parallel_for(panels_, 1, [&](int64_t begin, int64_t end, int) {
-        if (isa == Isa::kAvx2)
+        if (isa == Isa::kAvx2) {
           detail::fp8::panels_avx2(packed, scales, kblocks_, out_, xf, rows, ldx, y, out_, begin,
                                    end);
-        else
+        } else {
+          thread_local detail::AlignedBuffer<float> decoded;  // one panel, in f32
           detail::fp8::panels_avx512(packed, scales, kblocks_, out_, xf, rows, ldx, y, out_, begin,
-                                     end);
+                                     end, decoded.ensure(static_cast<size_t>(ldx * kBlock)));
+        }
       });
       return;
     }

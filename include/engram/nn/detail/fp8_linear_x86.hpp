@@ -10,6 +10,7 @@
 //   f32 paths: byte -> the IEEE half with the E4M3 bits shifted into place (value * 2^-8 exactly,
 //     subnormals included; F16C ignores DAZ) -> f32, times the block scale; products with the x
 //     pair broadcast accumulate per lane pair (k even, k odd), summed and scaled by 2^8 at the end.
+//     AVX-512 prefill decodes each panel once per pass into a per-thread f32 buffer, as below.
 //   bf16 path: byte -> the bf16 of its E4M3 value (exponent rebias for normal codes, an 8-entry
 //     table for the subnormal codes), vdpbf16ps against the bf16 x pair, one partial sum per
 //     32-column block scaled into the total with an FMA (so no operand of vdpbf16ps is a bf16
@@ -53,16 +54,19 @@ inline int64_t pass_rows(int64_t row_bytes, int64_t block_rows) noexcept {
   return std::max<int64_t>(block_rows, kPassBytes / row_bytes / block_rows * block_rows);
 }
 
-/// Calls body(first_row, count) over [0, rows) in blocks of at most `block_rows` rows, passes of
-/// pass_rows() at a time, every panel of [p_begin, p_end) streaming once past each pass.
-template <class Body>
+/// Calls body(panel, first_row, count) over [0, rows) in blocks of at most `block_rows` rows,
+/// passes of pass_rows() at a time, every panel of [p_begin, p_end) streaming once past each
+/// pass; on_panel(panel, pass_row_count) runs before each panel's blocks of a pass.
+template <class OnPanel, class Body>
 inline void for_each_pass(int64_t rows, int64_t row_bytes, int64_t block_rows, int64_t p_begin,
-                          int64_t p_end, const Body& body) {
+                          int64_t p_end, const OnPanel& on_panel, const Body& body) {
   const int64_t pass = pass_rows(row_bytes, block_rows);
   for (int64_t r0 = 0; r0 < rows; r0 += pass) {
     const int64_t r1 = std::min(rows, r0 + pass);
-    for (int64_t p = p_begin; p < p_end; ++p)
+    for (int64_t p = p_begin; p < p_end; ++p) {
+      on_panel(p, r1 - r0);
       for (int64_t r = r0; r < r1; r += block_rows) body(p, r, std::min(block_rows, r1 - r));
+    }
   }
 }
 
@@ -139,7 +143,8 @@ ENGRAM_TARGET_AVX2 inline void panels_avx2(const std::uint8_t* packed, const flo
                                            int64_t rows, int64_t ldx, float* y, int64_t ldy,
                                            int64_t p_begin, int64_t p_end) noexcept {
   const int64_t panel_bytes = kblocks * kBlock * kPanelRows;
-  for_each_pass(rows, ldx * 4, 1, p_begin, p_end, [&](int64_t p, int64_t r, int64_t) {
+  const auto no_op = [](int64_t, int64_t) {};
+  for_each_pass(rows, ldx * 4, 1, p_begin, p_end, no_op, [&](int64_t p, int64_t r, int64_t) {
     row_avx2(packed + p * panel_bytes, scales + p * kblocks, kblocks, x + r * ldx,
              y + r * ldy + p * kPanelRows, std::min(kPanelRows, out - p * kPanelRows));
   });
@@ -160,11 +165,26 @@ ENGRAM_TARGET_AVX512 inline void decode32_avx512(const std::uint8_t* p, __m512 s
   hi = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(half, 1)), scale);
 }
 
-/// XR x rows (ldx apart) against one panel.
-template <int XR>
-ENGRAM_TARGET_AVX512 inline void block_avx512(const std::uint8_t* panel, const float* scales,
-                                              int64_t kblocks, const float* x, int64_t ldx,
-                                              float* y, int64_t ldy, int64_t cols) noexcept {
+/// A whole panel decoded to f32 (scale folded in, times 2^-8) once, for passes of many rows:
+/// step q's 64 values at 64 * q, in decode32_avx512's lane order.
+ENGRAM_TARGET_AVX512 inline void decode_panel_avx512(const std::uint8_t* panel, const float* scales,
+                                                     int64_t kblocks, float* out) noexcept {
+  for (int64_t step = 0; step < kblocks * kBlock / 2; ++step) {
+    const __m512 scale = _mm512_set1_ps(scales[step / (kBlock / 2)]);
+    __m512 w[4];
+    decode32_avx512(panel + step * kStepBytes, scale, w[0], w[1]);
+    decode32_avx512(panel + step * kStepBytes + 32, scale, w[2], w[3]);
+    for (int v = 0; v < 4; ++v) _mm512_storeu_ps(out + 64 * step + 16 * v, w[v]);
+  }
+}
+
+/// XR x rows (ldx apart) against one panel: its bytes decoded in registers, or (kDecoded) the
+/// panel decoded by decode_panel_avx512 (`decoded`).
+template <int XR, bool kDecoded>
+ENGRAM_TARGET_AVX512 inline void block_avx512(const std::uint8_t* panel, const float* decoded,
+                                              const float* scales, int64_t kblocks, const float* x,
+                                              int64_t ldx, float* y, int64_t ldy,
+                                              int64_t cols) noexcept {
   __m512 acc[XR][4];
   for (int r = 0; r < XR; ++r)
     for (int v = 0; v < 4; ++v) acc[r][v] = _mm512_setzero_ps();
@@ -172,10 +192,18 @@ ENGRAM_TARGET_AVX512 inline void block_avx512(const std::uint8_t* panel, const f
     const __m512 scale = _mm512_set1_ps(scales[kb]);
     for (int64_t q = 0; q < kBlock / 2; ++q) {
       const int64_t step = kb * (kBlock / 2) + q;
-      const std::uint8_t* w = panel + step * kStepBytes;
       __m512 w0, w1, w2, w3;
-      decode32_avx512(w, scale, w0, w1);
-      decode32_avx512(w + 32, scale, w2, w3);
+      if constexpr (kDecoded) {
+        const float* d = decoded + 64 * step;
+        w0 = _mm512_loadu_ps(d);
+        w1 = _mm512_loadu_ps(d + 16);
+        w2 = _mm512_loadu_ps(d + 32);
+        w3 = _mm512_loadu_ps(d + 48);
+      } else {
+        const std::uint8_t* w = panel + step * kStepBytes;
+        decode32_avx512(w, scale, w0, w1);
+        decode32_avx512(w + 32, scale, w2, w3);
+      }
       for (int r = 0; r < XR; ++r) {
         const __m512 xv = _mm512_castsi512_ps(
             _mm512_set1_epi64(static_cast<long long>(load_pair(x + r * ldx + 2 * step))));
@@ -203,21 +231,35 @@ ENGRAM_TARGET_AVX512 inline void block_avx512(const std::uint8_t* panel, const f
     }
 }
 
+/// Panels [p_begin, p_end) for x [rows][ldx] (f32, zero-padded), y [rows][ldy]. A pass of more
+/// than one register block first decodes each panel into `scratch` (ldx * 32 floats).
 ENGRAM_TARGET_AVX512 inline void panels_avx512(const std::uint8_t* packed, const float* scales,
                                                int64_t kblocks, int64_t out, const float* x,
                                                int64_t rows, int64_t ldx, float* y, int64_t ldy,
-                                               int64_t p_begin, int64_t p_end) noexcept {
+                                               int64_t p_begin, int64_t p_end,
+                                               float* scratch) noexcept {
   constexpr int64_t kRows = 4;
   const int64_t panel_bytes = kblocks * kBlock * kPanelRows;
-  for_each_pass(rows, ldx * 4, kRows, p_begin, p_end, [&](int64_t p, int64_t r, int64_t count) {
-    const std::uint8_t* panel = packed + p * panel_bytes;
-    const float* s = scales + p * kblocks;
-    const float* xr = x + r * ldx;
-    float* yr = y + r * ldy + p * kPanelRows;
-    const int64_t cols = std::min(kPanelRows, out - p * kPanelRows);
-    with_rows(count,
-              [&]<int XR>() { block_avx512<XR>(panel, s, kblocks, xr, ldx, yr, ldy, cols); });
-  });
+  bool decoded = false;
+  const auto on_panel = [&](int64_t p, int64_t pass) {
+    decoded = pass > kRows;
+    if (decoded)
+      decode_panel_avx512(packed + p * panel_bytes, scales + p * kblocks, kblocks, scratch);
+  };
+  for_each_pass(rows, ldx * 4, kRows, p_begin, p_end, on_panel,
+                [&](int64_t p, int64_t r, int64_t count) {
+                  const std::uint8_t* panel = packed + p * panel_bytes;
+                  const float* s = scales + p * kblocks;
+                  const float* xr = x + r * ldx;
+                  float* yr = y + r * ldy + p * kPanelRows;
+                  const int64_t cols = std::min(kPanelRows, out - p * kPanelRows);
+                  with_rows(count, [&]<int XR>() {
+                    if (decoded)
+                      block_avx512<XR, true>(panel, scratch, s, kblocks, xr, ldx, yr, ldy, cols);
+                    else
+                      block_avx512<XR, false>(panel, nullptr, s, kblocks, xr, ldx, yr, ldy, cols);
+                  });
+                });
 }
 
 // ------------------------------------------------------------------------------- AVX512-BF16
@@ -310,27 +352,25 @@ ENGRAM_TARGET_AVX512BF16 inline void panels_bf16(const std::uint8_t* packed, con
                                                  int64_t p_end, std::uint16_t* scratch) noexcept {
   constexpr int64_t kRows = 4;
   const int64_t steps = kblocks * kBlock / 2, panel_bytes = steps * kStepBytes;
-  const int64_t pass = pass_rows(ldx * 2, kRows);
-  for (int64_t r0 = 0; r0 < rows; r0 += pass) {
-    const int64_t r1 = std::min(rows, r0 + pass);
-    for (int64_t p = p_begin; p < p_end; ++p) {
-      const std::uint8_t* panel = packed + p * panel_bytes;
-      const float* s = scales + p * kblocks;
-      const int64_t cols = std::min(kPanelRows, out - p * kPanelRows);
-      const bool decode = r1 - r0 > kRows;
-      if (decode) decode_panel_bf16(panel, steps, scratch);
-      for (int64_t r = r0; r < r1; r += kRows) {
-        const std::uint16_t* xr = x + r * ldx;
-        float* yr = y + r * ldy + p * kPanelRows;
-        with_rows(std::min(kRows, r1 - r), [&]<int XR>() {
-          if (decode)
-            block_bf16<XR, true>(panel, scratch, s, kblocks, xr, ldx, yr, ldy, cols);
-          else
-            block_bf16<XR, false>(panel, nullptr, s, kblocks, xr, ldx, yr, ldy, cols);
-        });
-      }
-    }
-  }
+  bool decoded = false;
+  const auto on_panel = [&](int64_t p, int64_t pass) {
+    decoded = pass > kRows;
+    if (decoded) decode_panel_bf16(packed + p * panel_bytes, steps, scratch);
+  };
+  for_each_pass(rows, ldx * 2, kRows, p_begin, p_end, on_panel,
+                [&](int64_t p, int64_t r, int64_t count) {
+                  const std::uint8_t* panel = packed + p * panel_bytes;
+                  const float* s = scales + p * kblocks;
+                  const std::uint16_t* xr = x + r * ldx;
+                  float* yr = y + r * ldy + p * kPanelRows;
+                  const int64_t cols = std::min(kPanelRows, out - p * kPanelRows);
+                  with_rows(count, [&]<int XR>() {
+                    if (decoded)
+                      block_bf16<XR, true>(panel, scratch, s, kblocks, xr, ldx, yr, ldy, cols);
+                    else
+                      block_bf16<XR, false>(panel, nullptr, s, kblocks, xr, ldx, yr, ldy, cols);
+                  });
+                });
 }
 
 }  // namespace engram::detail::fp8
