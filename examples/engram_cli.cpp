@@ -5,9 +5,10 @@
 //       --input IN.safetensors -o OUT.safetensors
 //   engram forward --config CFG.json --lookup LOOKUP.safetensors --weights W.safetensors
 //       [--prefix P] [--layer L] [--chunk K] [--table URI [--cache-mb M]] [--bf16-projection]
+//       [--bf16-compute]
 //       --input IN.safetensors -o OUT.safetensors
 //   engram bench --config CFG.json --lookup LOOKUP.safetensors [--batch B] [--seqlen T]
-//       [--threads N] [--dtype f32|bf16] [--layer L] [--reps R] [--cache-dir DIR]
+//       [--threads N] [--dtype f32|bf16|bf16-native] [--layer L] [--reps R] [--cache-dir DIR]
 //   engram demo --tokenizer TOKENIZER_JSON --corpus TOKENS.safetensors --config CFG.json
 //       [--tokens N]
 //   (and pack, push, bench-offload: `engram` alone lists every subcommand)
@@ -129,7 +130,7 @@ int forward(int argc, char** argv) {
   const Args args(argc, argv, 2,
                   {"config", "lookup", "weights", "prefix", "layer", "chunk", "input", "output",
                    "table", "cache-mb"},
-                  {"bf16-projection"});
+                  {"bf16-projection", "bf16-compute"});
   if (!args.positional().empty()) throw UsageError("unexpected argument " + args.positional()[0]);
   const auto config = EngramConfig::load(args.str("config"));
   const auto table = CompressionTable::load(args.str("lookup"));
@@ -140,7 +141,8 @@ int forward(int argc, char** argv) {
   auto weights = std::make_shared<const SafetensorsFile>(args.str("weights"));
   const CheckpointOptions options{.prefix = args.str("prefix", ""),
                                   .table_in_tier = args.has("table"),
-                                  .bf16_projection = args.flag("bf16-projection")};
+                                  .bf16_projection = args.flag("bf16-projection"),
+                                  .bf16_compute = args.flag("bf16-compute")};
   std::optional<OpenedTable> rows_table;  // --table: the rows live there, not in the checkpoint
   if (args.has("table")) {
     rows_table.emplace(
@@ -214,7 +216,8 @@ int bench(int argc, char** argv) {
   const int64_t threads = args.integer("threads", 2, 1, 1024);
   const int reps = static_cast<int>(args.integer("reps", 5, 1, 1000));
   const std::string dtype = args.str("dtype", "f32");
-  if (dtype != "f32" && dtype != "bf16") throw UsageError("--dtype must be f32 or bf16");
+  if (dtype != "f32" && dtype != "bf16" && dtype != "bf16-native")
+    throw UsageError("--dtype must be f32, bf16 or bf16-native");
   const int64_t layer_id = args.integer("layer", config.layer_ids.front());
   config.require_layer(layer_id, args.str("config"));
   Eigen::setNbThreads(static_cast<int>(threads));
@@ -224,7 +227,7 @@ int bench(int argc, char** argv) {
       args.str("cache-dir", (std::filesystem::temp_directory_path() / "engram-bench").string());
   const std::string path = example::cached_random_checkpoint(
       cache_dir, config, hasher->primes(), layer_id,
-      dtype == "bf16" ? example::TableDtype::kBF16 : example::TableDtype::kF32);
+      dtype == "f32" ? example::TableDtype::kF32 : example::TableDtype::kBF16);
   auto file = std::make_shared<const SafetensorsFile>(path);
 
   std::mt19937_64 rng(1);
@@ -236,9 +239,11 @@ int bench(int argc, char** argv) {
       static_cast<size_t>(batch * seqlen * config.hc_mult * config.hidden_size));
   for (auto& h : hidden) h = normal(rng);
 
-  // bf16: bf16 table (demo; the fused table is FP8 either way) and bf16 projection weights.
+  // bf16: bf16 table (demo; the fused table is FP8 either way) and bf16 projection weights;
+  // bf16-native: the same, with activations rounded to bf16 and vdpbf16ps (AVX512-BF16 CPUs).
   CheckpointOptions options;
-  options.bf16_projection = dtype == "bf16";
+  options.bf16_projection = dtype != "f32";
+  options.bf16_compute = dtype == "bf16-native";
   std::optional<probe::Limits> limits;
   if (args.has("probe")) limits = probe::Limits::load(args.str("probe"));
   const int64_t tokens = batch * seqlen;
@@ -257,11 +262,11 @@ int bench(int argc, char** argv) {
                                 static_cast<double>(projection.out_features());
     const double row_bytes =
         static_cast<double>(config.row_dim()) * (config.variant == Variant::kFused ? 1.0 + 1.0 / 32
-                                                 : dtype == "bf16"                 ? 2.0
+                                                 : dtype != "f32"                  ? 2.0
                                                                                    : 4.0);
     work.bytes = weight_bytes + static_cast<double>(tokens) * layer.num_columns() * row_bytes +
                  2.0 * static_cast<double>(hidden.size()) * sizeof(float);
-    if (limits) example::print_roofline(work, median, *limits, false);
+    if (limits) example::print_roofline(work, median, *limits, options.bf16_compute);
     if (args.flag("profile")) {
       example::print_profile(example::profile_layer(layer, ids, hidden, batch, seqlen, reps),
                              tokens);
@@ -441,7 +446,8 @@ const std::vector<Command>& commands() {
        hash},
       {"forward",
        "forward --config CFG.json --lookup LOOKUP.safetensors --weights W.safetensors [--prefix P] "
-       "[--layer L] [--chunk K] [--table URI [--cache-mb M]] [--bf16-projection] --input "
+       "[--layer L] [--chunk K] [--table URI [--cache-mb M]] [--bf16-projection] [--bf16-compute] "
+       "--input "
        "IN.safetensors -o OUT.safetensors",
        forward},
       {"pack",
@@ -458,8 +464,8 @@ const std::vector<Command>& commands() {
        push},
       {"bench",
        "bench --config CFG.json --lookup LOOKUP.safetensors [--batch B] [--seqlen T] [--threads N] "
-       "[--dtype f32|bf16] [--layer L] [--reps R] [--cache-dir DIR] [--probe PROBE.json] "
-       "[--profile]",
+       "[--dtype f32|bf16|bf16-native] [--layer L] [--reps R] [--cache-dir DIR] "
+       "[--probe PROBE.json] [--profile]",
        bench},
       {"probe",
        "probe [--threads N] [--memory-mb M] [--dir DIR [--file-mb F] [--io-seconds S]] "
