@@ -21,7 +21,9 @@
 #include "engram/memory/tiered_memory.hpp"
 #include "engram/memory/tiers/cached_tier.hpp"
 #include "engram/memory/tiers/in_memory_tier.hpp"
+#include "engram/memory/tiers/open_table.hpp"
 #include "engram/memory/tiers/safetensors_tier.hpp"
+#include "support/error_of.hpp"
 #include "support/test_data.hpp"
 #include "tiers/tier_test_support.hpp"
 
@@ -31,15 +33,7 @@ namespace {
 using ::testing::HasSubstr;
 using Io = SafetensorsTierOptions::Io;
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test::error_of;
 
 std::string model_dir() { return test::data_path("v41/model"); }
 std::string shard(int s) {
@@ -136,16 +130,24 @@ TEST(SafetensorsTier, GoldenShardsEveryRowEqualsTheInMemoryTable) {
   }
 }
 
-TEST(SafetensorsTier, GoldenMemoryThroughCacheAndPrefetcherEqualsTheOracle) {
+/// The golden layer's table metadata: primes (checked against config.json's row totals) and
+/// multipliers derived as the V4.1 reference does.
+PackedTableInfo golden_info(int64_t layer) {
   const EngramConfig config = golden_config();
-  const std::vector<int64_t> primes = engram_layer_primes(config, 1);
+  const std::vector<int64_t> primes = engram_layer_primes(config, layer);
   std::ifstream in(model_dir() + "/config.json");
   const auto tc = nlohmann::json::parse(in).at("text_config");
-  ASSERT_EQ(std::accumulate(primes.begin(), primes.end(), int64_t{0}),
-            tc.at("engram_num_embeddings")[0].get<int64_t>());
-  const PackedTableInfo info = PackedTableInfo::make(
-      config, 1, "fp8_e4m3", primes,
-      engram_multipliers(config, 1, tc.at("engram_compressed_vocab_size").get<int64_t>()));
+  const size_t i = layer == config.layer_ids[0] ? 0 : 1;
+  ENGRAM_CHECK(std::accumulate(primes.begin(), primes.end(), int64_t{0}) ==
+                   tc.at("engram_num_embeddings")[i].get<int64_t>(),
+               "golden primes disagree with engram_num_embeddings");
+  return PackedTableInfo::make(
+      config, layer, "fp8_e4m3", primes,
+      engram_multipliers(config, layer, tc.at("engram_compressed_vocab_size").get<int64_t>()));
+}
+
+TEST(SafetensorsTier, GoldenMemoryThroughCacheAndPrefetcherEqualsTheOracle) {
+  const PackedTableInfo info = golden_info(1);
   const SafetensorsFile expected(test::data_path("v41/expected.safetensors"));
   const std::vector<int64_t> hash_ids = expected.read_int64("hash_ids");
   const std::vector<float> want = expected.at("memory").copy_as<float>();
@@ -302,6 +304,95 @@ TEST(SafetensorsTier, FileTruncatedAfterOpenIsAShortRead) {
   const std::string e = error_of([&] { tier.fetch(ids, out); });
   EXPECT_THAT(e, HasSubstr(path + ": page at file offset 8192"));
   EXPECT_THAT(e, HasSubstr("short read"));
+}
+
+// ------------------------------------------------------------------ URIs (open_table.hpp)
+
+/// The oracle's hash ids and memory of layer 1.
+struct GoldenMemory {
+  std::vector<int64_t> hash_ids;
+  std::vector<float> memory;
+  GoldenMemory() {
+    const SafetensorsFile expected(test::data_path("v41/expected.safetensors"));
+    hash_ids = expected.read_int64("hash_ids");
+    memory = expected.at("memory").copy_as<float>();
+  }
+};
+
+/// e of the golden ids fetched from an opened table through TieredMemory.
+std::vector<float> memory_of(OpenedTable& table, const std::vector<int64_t>& hash_ids) {
+  const int64_t tokens = static_cast<int64_t>(hash_ids.size()) / 6;
+  TieredMemoryT<AnyTier> memory(table.tier, table.info, {.max_tokens = tokens});
+  std::vector<float> e(static_cast<size_t>(tokens * memory.memory_dim()), -1.0f);
+  memory.wait(memory.submit(hash_ids), e);
+  return e;
+}
+
+TEST(OpenTable, SafetensorsAndHfUrisServeTheGoldenMemory) {
+  const GoldenMemory golden;
+  const TableOpenOptions options{.table_info = golden_info(1)};
+  const std::string dir = model_dir();
+  for (const std::string& uri :
+       {"safetensors:" + shard(2) + "?tensor=layers.1.engram.embed&scale_shard=" + shard(3),
+        "safetensors:" + shard(2) + "?tensor=layers.1.engram.embed.weight&scale_shard=" + shard(3) +
+            "&scale=layers.1.engram.embed.scale&io=mmap&cache_mb=1",
+        "hf:" + dir + "?layer=1", "hf:" + dir + "?layer=1&cache_mb=1&io=buffered",
+        "hf:" + dir + "?io=mmap&layer=1"}) {
+    SCOPED_TRACE(uri);
+    OpenedTable table = open_table(uri, options);
+    EXPECT_EQ(table.info.codec, "fp8_e4m3");
+    EXPECT_THAT(table.tier.describe(), HasSubstr("layers.1.engram.embed.scale"));
+    const std::vector<float> e = memory_of(table, golden.hash_ids);
+    ASSERT_EQ(e.size(), golden.memory.size());
+    EXPECT_EQ(std::memcmp(e.data(), golden.memory.data(), e.size() * 4), 0);
+  }
+}
+
+TEST(OpenTable, HfUriReadsASingleFileCheckpointAndVllmScaleNames) {
+  const GoldenMemory golden;
+  const test::ScratchDir dir("hf_single");
+  const SafetensorsFile weights(shard(2)), scales(shard(3));
+  const TensorView& w = weights.at("layers.1.engram.embed.weight");
+  const TensorView& sc = scales.at("layers.1.engram.embed.scale");
+  const TensorWrite tensors[] = {
+      {"layers.1.engram.embed.weight", w.dtype, w.shape, w.bytes},
+      {"layers.1.engram.embed.weight_scale_inv", sc.dtype, sc.shape, sc.bytes}};
+  save_safetensors(dir.file("model.safetensors"), tensors);
+  OpenedTable table = open_table("hf:" + dir.file("") + "?layer=1", {.table_info = golden_info(1)});
+  EXPECT_THAT(table.tier.describe(), HasSubstr("weight_scale_inv"));
+  EXPECT_EQ(memory_of(table, golden.hash_ids), golden.memory);
+}
+
+TEST(OpenTable, SafetensorsUriErrorsNameTheProblem) {
+  const std::string dir = model_dir();
+  const TableOpenOptions options{.table_info = golden_info(1)};
+  EXPECT_THAT(error_of([&] { open_table("hf:" + dir + "?layer=1"); }),
+              HasSubstr("carry no hashing metadata"));
+  EXPECT_THAT(error_of([&] { open_table("hf:" + dir + "?layer=3", options); }),
+              HasSubstr("holds 6332 rows of 64 values, the layer's config needs 6126 rows of 64"));
+  EXPECT_THAT(
+      error_of([&] { open_table("hf:" + dir + "?layer=2", options); }),
+      HasSubstr("lists no 'layers.2.engram.embed.weight' (layer 2 holds no Engram table?)"));
+  EXPECT_THAT(error_of([&] { open_table("hf:" + dir + "?layer=1&foo=1", options); }),
+              HasSubstr("unknown parameter 'foo'"));
+  EXPECT_THAT(error_of([&] { open_table("hf:" + dir + "?layer=1&io=fast", options); }),
+              HasSubstr("parameter 'io' must be direct, buffered or mmap, found 'fast'"));
+  EXPECT_THAT(error_of([&] { open_table("safetensors:" + shard(2), options); }),
+              HasSubstr("parameter 'tensor'"));
+  EXPECT_THAT(error_of([&] {
+                open_table("safetensors:" + shard(2) + "?tensor=layers.1.engram.embed", options);
+              }),
+              HasSubstr("scale tensor is missing from " + shard(2)));
+  const test::ScratchDir empty("hf_empty");
+  EXPECT_THAT(error_of([&] { open_table("hf:" + empty.file("") + "?layer=1", options); }),
+              HasSubstr("neither model.safetensors.index.json nor model.safetensors found"));
+  // A directory whose index names a shard that is missing.
+  const test::ScratchDir partial("hf_partial");
+  for (const char* f :
+       {"config.json", "model.safetensors.index.json", "model-00002-of-00003.safetensors"})
+    std::filesystem::copy_file(dir + "/" + f, partial.file(f));
+  EXPECT_THAT(error_of([&] { open_table("hf:" + partial.file("") + "?layer=1", options); }),
+              HasSubstr(partial.file("") + "/model-00003-of-00003.safetensors: cannot open"));
 }
 
 }  // namespace
