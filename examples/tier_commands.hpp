@@ -236,24 +236,9 @@ inline int pack(int argc, char** argv) {
                ", expected [rows, ", info.row_dim, "]");
   ENGRAM_CHECK(rows.shape[0] >= info.num_rows, weights.path(), ": tensor '", rows.name, "' has ",
                rows.shape[0], " rows, the layer's hash columns need ", info.num_rows);
-  std::string source_codec;
-  switch (rows.dtype) {
-    case DType::kF32:
-      source_codec = "f32";
-      break;
-    case DType::kBF16:
-      source_codec = "bf16";
-      break;
-    case DType::kF16:
-      source_codec = "f16";
-      break;
-    case DType::kF8E4M3:
-      source_codec = "fp8_e4m3";
-      break;
-    default:
-      detail::fail(weights.path(), ": tensor '", rows.name, "' has dtype ", dtype_name(rows.dtype),
-                   ", expected F32, BF16, F16 or F8_E4M3");
-  }
+  const std::string source_codec(row_codec_of(rows.dtype));
+  ENGRAM_CHECK(!source_codec.empty(), weights.path(), ": tensor '", rows.name, "' has dtype ",
+               dtype_name(rows.dtype), ", expected F32, BF16, F16 or F8_E4M3");
   ENGRAM_CHECK(source_codec != "fp8_e4m3" || scales != nullptr, weights.path(), ": tensor '",
                rows.name, "' is FP8 but the config is not the fused variant (no scales)");
   const CodecTag source = codec_tag(source_codec, config.quant_block);

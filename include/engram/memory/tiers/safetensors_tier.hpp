@@ -34,6 +34,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -60,6 +61,23 @@ struct SafetensorsTableSource {
   std::string weight_file, weight_tensor;
   std::string scale_file, scale_tensor;  ///< both empty for dense rows
 };
+
+/// The row codec (codec.hpp kName) of table rows stored as `dtype`: fp8_e4m3 (F8_E4M3, with an
+/// F8_E8M0 scale tensor), f32, bf16, f16; empty for any other dtype.
+constexpr std::string_view row_codec_of(DType dtype) noexcept {
+  switch (dtype) {
+    case DType::kF32:
+      return "f32";
+    case DType::kBF16:
+      return "bf16";
+    case DType::kF16:
+      return "f16";
+    case DType::kF8E4M3:
+      return "fp8_e4m3";
+    default:
+      return {};
+  }
+}
 
 namespace detail {
 
@@ -108,23 +126,9 @@ class SafetensorsTierT {
                  ", expected [rows, row_dim]");
     num_rows_ = w.shape[0];
     row_dim_ = w.shape[1];
-    switch (w.dtype) {
-      case DType::kF32:
-        codec_ = "f32";
-        break;
-      case DType::kBF16:
-        codec_ = "bf16";
-        break;
-      case DType::kF16:
-        codec_ = "f16";
-        break;
-      case DType::kF8E4M3:
-        codec_ = "fp8_e4m3";
-        break;
-      default:
-        detail::fail(where, " has dtype ", dtype_name(w.dtype),
-                     ", expected F8_E4M3 (with an F8_E8M0 scale), F32, BF16 or F16");
-    }
+    codec_ = row_codec_of(w.dtype);
+    ENGRAM_CHECK(!codec_.empty(), where, " has dtype ", dtype_name(w.dtype),
+                 ", expected F8_E4M3 (with an F8_E8M0 scale), F32, BF16 or F16");
     ENGRAM_CHECK(row_dim_ > 0, where, " has shape ", shape_string(w.shape),
                  ": rows of 0 values cannot be served");
     data_bytes_ = row_dim_ * dtype_size(w.dtype);
