@@ -145,9 +145,14 @@ int forward(int argc, char** argv) {
                                   .bf16_compute = args.flag("bf16-compute")};
   std::optional<OpenedTable> rows_table;  // --table: the rows live there, not in the checkpoint
   if (args.has("table")) {
-    rows_table.emplace(
-        open_table(args.str("table"),
-                   {.cache_bytes = args.integer("cache-mb", 0, 0, int64_t{1} << 30) << 20}));
+    TableOpenOptions table_options{.cache_bytes = args.integer("cache-mb", 0, 0, int64_t{1} << 30)
+                                                  << 20};
+    // Tables inside safetensors shards (safetensors:, hf:) take their metadata from the config.
+    table_options.table_info = PackedTableInfo::make(
+        config, layer_id, config.variant == Variant::kFused ? "fp8_e4m3" : "f32",
+        {hasher->primes().begin(), hasher->primes().end()},
+        {hasher->multipliers().begin(), hasher->multipliers().end()});
+    rows_table.emplace(open_table(args.str("table"), table_options));
     check_table_matches(rows_table->info, args.str("table"), config, *hasher);
   }
 
@@ -452,7 +457,8 @@ const std::vector<Command>& commands() {
        forward},
       {"pack",
        "pack --config CFG.json --lookup LOOKUP.safetensors --weights W.safetensors [--prefix P] "
-       "[--layer L] --codec f32|bf16|f16|fp8 -o TABLE.engram [--max-mb-per-s R]",
+       "[--layer L] --codec f32|bf16|f16|fp8 -o TABLE.engram [--max-mb-per-s R]  |  pack --model "
+       "DIR [--layer L] -o TABLE.engram",
        pack},
       {"bench-offload",
        "bench-offload --corpus TOKENS.safetensors --lookup LOOKUP.safetensors --table-rows R "

@@ -6,6 +6,10 @@
 //     checkpoint's rows to the codec (same codec: bytes copied). Progress (rows, MB/s, time left)
 //     on stderr when it is a terminal; one summary line on stdout in any case. The file appears
 //     only when complete (tmp + rename): an interrupted pack leaves nothing that loads.
+//   engram pack --model DIR [--layer L] -o TABLE.engram
+//     the same from a Hugging Face checkpoint directory (DeepSeek-V4.1 layout: config.json's
+//     text_config, model.safetensors.index.json, shards): the FP8 rows and scales are read in
+//     place (hf: URI, SafetensorsTier) and written as they are; NaN scale codes are refused.
 //   forward ... --table URI [--cache-mb M]   (engram_cli.cpp's forward; URI: tiers/open_table.hpp)
 //     the layer's rows come from the table at URI instead of the checkpoint.
 //   engram bench-offload ...                  (offload_bench.hpp)
@@ -16,7 +20,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <memory>
+#include <nlohmann/json.hpp>
+#include <numeric>
 #include <string>
 #include <thread>
 #include <variant>
@@ -24,6 +32,7 @@
 
 #include "cli_args.hpp"
 #include "engram/hashing/ngram_hasher.hpp"
+#include "engram/hashing/primes.hpp"
 #include "engram/io/config.hpp"
 #include "engram/io/safetensors.hpp"
 #include "engram/layer/checkpoint.hpp"
@@ -88,11 +97,113 @@ inline void check_table_matches(const PackedTableInfo& info, const std::string& 
                " values, the config implies ", config.row_dim());
 }
 
+/// The Engram fields of a DeepSeek-V4.1 Hugging Face config.json (`text_config`) as an
+/// EngramConfig (fused variant), with the compressed vocabulary size and per-layer row totals.
+/// (A small reader for `pack --model`; the model-directory loader of issue 15 supersedes it.)
+struct HfEngramConfig {
+  EngramConfig config;
+  int64_t compressed_vocab_size = 0;
+  std::vector<int64_t> num_embeddings;  ///< per entry of config.layer_ids
+};
+
+inline HfEngramConfig read_hf_engram_config(const std::string& dir) {
+  const std::string path = dir + "/config.json";
+  std::ifstream in(path);
+  ENGRAM_CHECK(in.good(), path, ": cannot open");
+  nlohmann::json root;
+  try {
+    root = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    detail::fail(path, ": not valid JSON: ", e.what());
+  }
+  const nlohmann::json& tc = root.contains("text_config") ? root["text_config"] : root;
+  auto integer = [&](const char* name) {
+    ENGRAM_CHECK(tc.contains(name) && tc[name].is_number_integer(), path, ": field '", name,
+                 "' missing or not an integer");
+    return tc[name].get<int64_t>();
+  };
+  auto integers = [&](const char* name) {
+    ENGRAM_CHECK(tc.contains(name) && tc[name].is_array(), path, ": field '", name,
+                 "' missing or not an array");
+    std::vector<int64_t> out;
+    for (const auto& v : tc[name]) {
+      ENGRAM_CHECK(v.is_number_integer(), path, ": field '", name, "' must hold integers");
+      out.push_back(v.get<int64_t>());
+    }
+    return out;
+  };
+  HfEngramConfig hf;
+  EngramConfig& c = hf.config;
+  c.variant = Variant::kFused;
+  c.max_ngram_size = integer("engram_max_ngram_size");
+  ENGRAM_CHECK(c.max_ngram_size >= 2 && c.max_ngram_size <= 64, path,
+               ": field 'engram_max_ngram_size' must be in [2, 64], found ", c.max_ngram_size);
+  c.engram_vocab_size.assign(static_cast<size_t>(c.max_ngram_size - 1),
+                             integer("engram_vocab_size"));
+  c.n_head_per_ngram = integer("engram_n_heads");
+  c.layer_ids = integers("engram_layer_ids");
+  c.pad_id = integer("engram_pad_token_id");
+  c.hidden_size = integer("hidden_size");
+  c.hc_mult = integer("hc_mult");
+  c.head_dim = integer("engram_head_dim");
+  if (tc.contains("rms_norm_eps") && tc["rms_norm_eps"].is_number())
+    c.rms_norm_eps = tc["rms_norm_eps"].get<double>();
+  c.validate(path);
+  hf.compressed_vocab_size = integer("engram_compressed_vocab_size");
+  hf.num_embeddings = integers("engram_num_embeddings");
+  ENGRAM_CHECK(hf.num_embeddings.size() == c.layer_ids.size(), path,
+               ": field 'engram_num_embeddings' has ", hf.num_embeddings.size(),
+               " entries, 'engram_layer_ids' ", c.layer_ids.size());
+  return hf;
+}
+
+/// engram pack --model DIR --layer L -o TABLE.engram: layer L's table of a Hugging Face
+/// checkpoint directory (read in place from its shards, hf: URI) into the packed format.
+inline int pack_model(const Args& args) {
+  const std::string dir = args.str("model");
+  const HfEngramConfig hf = read_hf_engram_config(dir);
+  const EngramConfig& config = hf.config;
+  const int64_t layer = args.integer("layer", config.layer_ids.front());
+  config.require_layer(layer, dir + "/config.json");
+  const std::vector<int64_t> primes = engram_layer_primes(config, layer);
+  const int64_t rows = std::accumulate(primes.begin(), primes.end(), int64_t{0});
+  const auto at = std::find(config.layer_ids.begin(), config.layer_ids.end(), layer);
+  const int64_t listed = hf.num_embeddings[static_cast<size_t>(at - config.layer_ids.begin())];
+  ENGRAM_CHECK(rows == listed, dir, "/config.json: layer ", layer, "'s primes sum to ", rows,
+               " rows but engram_num_embeddings says ", listed);
+  TableOpenOptions options;
+  options.table_info =
+      PackedTableInfo::make(config, layer, "fp8_e4m3", primes,
+                            engram_multipliers(config, layer, hf.compressed_vocab_size));
+  const std::string uri = "hf:" + dir + "?layer=" + std::to_string(layer) + "&io=mmap";
+  OpenedTable source = open_table(uri, options);
+  const auto start = std::chrono::steady_clock::now();
+  pack_table(args.str("output"), source.info, source.tier, pack_progress_printer());
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double bytes = static_cast<double>(std::filesystem::file_size(args.str("output")));
+  std::printf(
+      "packed %lld rows of layer %lld (%s, %lld bytes per row, from %s) into %s: %.1f MB "
+      "in %.2f s (%.0f MB/s)\n",
+      static_cast<long long>(rows), static_cast<long long>(layer), source.info.codec.c_str(),
+      static_cast<long long>(source.info.row_bytes()), source.tier.describe().c_str(),
+      args.str("output").c_str(), bytes / 1e6, seconds, bytes / 1e6 / std::max(seconds, 1e-9));
+  return 0;
+}
+
 inline int pack(int argc, char** argv) {
-  const Args args(
-      argc, argv, 2,
-      {"config", "lookup", "weights", "prefix", "layer", "codec", "output", "max-mb-per-s"}, {});
+  const Args args(argc, argv, 2,
+                  {"config", "lookup", "weights", "prefix", "layer", "codec", "output",
+                   "max-mb-per-s", "model"},
+                  {});
   if (!args.positional().empty()) throw UsageError("unexpected argument " + args.positional()[0]);
+  if (args.has("model")) {
+    for (const char* other : {"config", "lookup", "weights", "prefix", "codec", "max-mb-per-s"})
+      if (args.has(other))
+        throw UsageError(std::string("--model takes no --") + other +
+                         " (the directory's config.json and shards say it all)");
+    return pack_model(args);
+  }
   std::string codec_name = args.str("codec");
   if (codec_name == "fp8") codec_name = "fp8_e4m3";
   if (codec_name != "f32" && codec_name != "bf16" && codec_name != "f16" &&
@@ -125,24 +236,9 @@ inline int pack(int argc, char** argv) {
                ", expected [rows, ", info.row_dim, "]");
   ENGRAM_CHECK(rows.shape[0] >= info.num_rows, weights.path(), ": tensor '", rows.name, "' has ",
                rows.shape[0], " rows, the layer's hash columns need ", info.num_rows);
-  std::string source_codec;
-  switch (rows.dtype) {
-    case DType::kF32:
-      source_codec = "f32";
-      break;
-    case DType::kBF16:
-      source_codec = "bf16";
-      break;
-    case DType::kF16:
-      source_codec = "f16";
-      break;
-    case DType::kF8E4M3:
-      source_codec = "fp8_e4m3";
-      break;
-    default:
-      detail::fail(weights.path(), ": tensor '", rows.name, "' has dtype ", dtype_name(rows.dtype),
-                   ", expected F32, BF16, F16 or F8_E4M3");
-  }
+  const std::string source_codec(row_codec_of(rows.dtype));
+  ENGRAM_CHECK(!source_codec.empty(), weights.path(), ": tensor '", rows.name, "' has dtype ",
+               dtype_name(rows.dtype), ", expected F32, BF16, F16 or F8_E4M3");
   ENGRAM_CHECK(source_codec != "fp8_e4m3" || scales != nullptr, weights.path(), ": tensor '",
                rows.name, "' is FP8 but the config is not the fused variant (no scales)");
   const CodecTag source = codec_tag(source_codec, config.quant_block);

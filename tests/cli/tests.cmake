@@ -9,6 +9,9 @@ if(TARGET engram_cli)
   add_dependencies(probe_cli_test engram_cli)
   # pack, forward --table, bench-offload (the memory-tier commands).
   engram_add_test(tier_cli_test cli/tier_cli_test.cpp)
+  if(TARGET engram::xxhash)  # reads the packed tables it writes (page checksums)
+    target_link_libraries(tier_cli_test PRIVATE engram::xxhash)
+  endif()
   target_compile_definitions(tier_cli_test PRIVATE ENGRAM_CLI_PATH="$<TARGET_FILE:engram_cli>")
   add_dependencies(tier_cli_test engram_cli)
   # push and forward --table memcached:// against a loopback pool (skips without memcached).

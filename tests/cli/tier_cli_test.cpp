@@ -1,7 +1,8 @@
 // The memory-tier commands of the `engram` tool, run as a user would: `pack` writes a table that
 // `forward --table` reads back to the resident forward's exact output (whole and chunked, demo and
 // fused, with a checkpoint that has no table at all); an interrupted pack leaves nothing that loads
-// and never replaces a good table; `bench-offload` runs end to end on a small table.
+// and never replaces a good table; `pack --model` packs a V4.1 checkpoint directory's table row
+// for row; `bench-offload` runs end to end on a small table.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
@@ -18,6 +19,9 @@
 
 #include "cli/cli_support.hpp"
 #include "engram/io/safetensors.hpp"
+#include "engram/memory/packed_table.hpp"
+#include "engram/memory/tiers/direct_io_tier.hpp"
+#include "engram/memory/tiers/safetensors_tier.hpp"
 #include "support/test_data.hpp"
 
 namespace engram {
@@ -224,6 +228,62 @@ TEST(TierCliBench, BenchOffloadWithASetBackboneSpeedReportsColdAndSteadyState) {
   EXPECT_THAT(r.output, HasSubstr("need 3 x --tokens"));
   r = run(cmd + " --find-sustained --no-prefetch");
   EXPECT_EQ(r.status, 2) << r.output;
+}
+
+// pack --model: a V4.1 checkpoint directory's table (FP8 rows and scales in two shards) becomes a
+// packed table whose every row record equals the shard tier's.
+TEST(TierCliModel, PackModelWritesTheShardTableRowForRow) {
+  const std::string dir = test::data_path("v41/model");
+  const std::string table = tmp("v41_layer1.engram");
+  CliRun r = run("pack --model " + dir + " --layer 1 -o " + table);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("packed 6126 rows of layer 1 (fp8_e4m3, 66 bytes per row"));
+  const PackedTableFile file(table);
+  EXPECT_EQ(file.info().layer_id, 1);
+  EXPECT_EQ(file.info().codec, "fp8_e4m3");
+  EXPECT_EQ(file.info().primes, (std::vector<int64_t>{1009, 1013, 1019, 1021, 1031, 1033}));
+  DirectIOTier packed(table);
+  SafetensorsTier shard(dir + "/model-00002-of-00003.safetensors", "layers.1.engram.embed.weight",
+                        dir + "/model-00003-of-00003.safetensors", "");
+  ASSERT_EQ(packed.num_rows(), shard.num_rows());
+  std::vector<int64_t> ids(static_cast<size_t>(shard.num_rows()));
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int64_t>(i);
+  std::vector<std::byte> a(ids.size() * 66), b(a.size());
+  packed.fetch(ids, a);
+  shard.fetch(ids, b);
+  EXPECT_TRUE(a == b) << "packed rows differ from the shard's";
+
+  r = run("pack --model " + dir + " --layer 2 -o " + tmp("v41_layer2.engram"));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.output, HasSubstr("engram: error: " + dir +
+                                  "/config.json: layer 2 is not in "
+                                  "layer_ids [1, 3]"));
+  r = run("pack --model " + dir + " --codec bf16 -o " + tmp("v41_bf16.engram"));
+  EXPECT_NE(r.status, 0);
+  EXPECT_THAT(r.output, HasSubstr("--model takes no --codec"));
+}
+
+// forward --table safetensors:: the fused checkpoint's own shard serves the rows in place, with
+// the table metadata derived from --config; the output equals the resident forward's.
+TEST(TierCliModel, ForwardFromTheCheckpointShardEqualsTheResidentForward) {
+  const std::string dir = test::data_path("layer/fused_a");
+  const std::string layer =
+      SafetensorsFile(dir + "/expected.safetensors").metadata().at("layer_id");
+  const std::string common = "forward --config " + dir + "/config.json --lookup " + kLookup +
+                             " --layer " + layer + " --weights " + dir +
+                             "/weights.safetensors --input " + dir + "/inputs.safetensors";
+  const std::string resident = tmp("fused_a_resident.safetensors");
+  CliRun r = run(common + " -o " + resident);
+  ASSERT_EQ(r.status, 0) << r.output;
+  for (const std::string query : {"?tensor=embed", "?tensor=embed.weight&io=mmap&cache_mb=1"}) {
+    SCOPED_TRACE(query);
+    const std::string out = tmp("fused_a_shard.safetensors");
+    r = run(common + " --table 'safetensors:" + dir + "/weights.safetensors" + query + "' -o " +
+            out);
+    ASSERT_EQ(r.status, 0) << r.output;
+    EXPECT_EQ(SafetensorsFile(out).at("output").copy_as<float>(),
+              SafetensorsFile(resident).at("output").copy_as<float>());
+  }
 }
 
 }  // namespace

@@ -13,6 +13,9 @@ if(TARGET engram::xxhash)
   foreach(name tier_conformance_test tier_fault_test prefetch_test tier_alloc_test)
     engram_add_test(${name} tiers/${name}.cpp LIBS ${_engram_tier_libs} LABELS threads)
   endforeach()
+  # Tables served from safetensors shards as shipped (V4.1 golden in tests/data/v41).
+  engram_add_test(safetensors_tier_test tiers/safetensors_tier_test.cpp LIBS ${_engram_tier_libs}
+                  LABELS threads)
   # The seam between tiers and layers (forward_memory, AnyTier, open_table, TieredMemory).
   engram_add_test(tiered_layer_test tiers/tiered_layer_test.cpp LIBS ${_engram_tier_libs}
                   LABELS threads)

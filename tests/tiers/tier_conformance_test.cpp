@@ -13,6 +13,7 @@
 #include "engram/memory/tiers/cached_tier.hpp"
 #include "engram/memory/tiers/direct_io_tier.hpp"
 #include "engram/memory/tiers/in_memory_tier.hpp"
+#include "engram/memory/tiers/safetensors_tier.hpp"
 #include "tiers/tier_test_support.hpp"
 
 namespace engram {
@@ -92,6 +93,48 @@ struct CachedDirectIO {
     DirectIOOptions io;
     io.reader.queue_depth = 16;
     return std::make_unique<Tier>(options, t.packed_path, io);
+  }
+};
+
+// The table as safetensors shard(s) (released V4.1 layout). The shared random tables hold 0xFF
+// scale bytes, so these factories serve them unchecked (safetensors_tier_test checks NaN scales).
+template <SafetensorsTierOptions::Io kIo, PageReaderOptions::Backend kBackend, int kDepth,
+          bool kSplit>
+struct Shard {
+  using Tier = SafetensorsTier;
+  static SafetensorsTierOptions options() {
+    SafetensorsTierOptions options;
+    options.io = kIo;
+    options.reader.backend = kBackend;
+    options.reader.queue_depth = kDepth;
+    options.reader.pread_threads = kDepth;
+    options.check_scales = false;
+    return options;
+  }
+  static std::unique_ptr<Tier> make(const TestTable& t) {
+    const test::ShardFiles& f = test::shard_files(t, kSplit);
+    return std::make_unique<Tier>(f.weight_file, f.weight_tensor, f.scale_file, f.scale_tensor,
+                                  options());
+  }
+};
+using ShardAuto =
+    Shard<SafetensorsTierOptions::Io::kAuto, PageReaderOptions::Backend::kAuto, 32, false>;
+using ShardPreadSplit =
+    Shard<SafetensorsTierOptions::Io::kAuto, PageReaderOptions::Backend::kPread, 4, true>;
+using ShardBuffered =
+    Shard<SafetensorsTierOptions::Io::kBuffered, PageReaderOptions::Backend::kPread, 1, false>;
+using ShardMmap =
+    Shard<SafetensorsTierOptions::Io::kMmap, PageReaderOptions::Backend::kAuto, 1, true>;
+
+template <int kCapacityDivisor>
+struct CachedShard {
+  using Tier = CachedTier<SafetensorsTier>;
+  static std::unique_ptr<Tier> make(const TestTable& t) {
+    CacheOptions options;
+    options.capacity_bytes = t.num_rows() * t.row_bytes() / kCapacityDivisor;
+    const test::ShardFiles& f = test::shard_files(t, true);
+    return std::make_unique<Tier>(options, f.weight_file, f.weight_tensor, f.scale_file,
+                                  f.scale_tensor, ShardAuto::options());
   }
 };
 
@@ -191,7 +234,8 @@ using Tiers = ::testing::Types<InMemoryOwned, InMemoryView, MappedPacked, Direct
                                Cached<InMemoryOwned, 8, true>, Cached<InMemoryOwned, 8, false>,
                                Cached<InMemoryOwned, 1000000, true>,  // capacity below one row: a
                                                                       // pass-through
-                               Cached<MappedPacked, 2, true>, CachedDirectIO<4>>;
+                               Cached<MappedPacked, 2, true>, CachedDirectIO<4>, ShardAuto,
+                               ShardPreadSplit, ShardBuffered, ShardMmap, CachedShard<4>>;
 INSTANTIATE_TYPED_TEST_SUITE_P(TierConformance, TierConformance, Tiers);
 
 // ------------------------------------------------------------------ tier-specific reports

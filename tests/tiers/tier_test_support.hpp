@@ -25,6 +25,7 @@
 
 #include "engram/error.hpp"
 #include "engram/io/config.hpp"
+#include "engram/io/safetensors.hpp"
 #include "engram/memory/packed_table.hpp"
 #include "engram/memory/tiers/page_reader.hpp"
 #include "engram/memory/tiers/row_tier.hpp"
@@ -158,6 +159,58 @@ inline const TestTable& test_table(const RowCase& c) {
   t.packed_path = shared_scratch().file(c.name + ".engram");
   write_packed(t.packed_path, t.info, t.rows);
   return tables.emplace(c.name, std::move(t)).first->second;
+}
+
+/// Where a case's table is written as safetensors shard(s), the released V4.1 layout: weight
+/// tensor `layers.3.engram.embed.weight` and, for FP8 rows, `layers.3.engram.embed.scale`, with
+/// unrelated tensors of odd sizes around them so that rows straddle 4 KiB pages.
+struct ShardFiles {
+  std::string weight_file, scale_file;  ///< equal unless the case was written split
+  std::string weight_tensor = "layers.3.engram.embed.weight";
+  std::string scale_tensor;  ///< empty for dense rows
+};
+
+/// Writes `t` as shards once per process (`split`: the scale tensor in a second shard).
+inline const ShardFiles& shard_files(const TestTable& t, bool split) {
+  static std::map<std::string, ShardFiles> written;
+  const std::string key = t.row_case.name + (split ? "_split" : "");
+  auto it = written.find(key);
+  if (it != written.end()) return it->second;
+  const PackedTableInfo& info = t.info;
+  const int64_t db = info.data_bytes_per_row(), sb = info.scale_bytes_per_row();
+  std::vector<std::byte> data, scales;
+  data.reserve(static_cast<size_t>(info.num_rows * db));
+  scales.reserve(static_cast<size_t>(info.num_rows * sb));
+  for (int64_t g = 0; g < info.num_rows; ++g) {
+    const std::byte* r = t.rows.data() + g * info.row_bytes();
+    data.insert(data.end(), r, r + db);
+    scales.insert(scales.end(), r + db, r + db + sb);
+  }
+  const DType dtype = info.codec == "f32"    ? DType::kF32
+                      : info.codec == "bf16" ? DType::kBF16
+                      : info.codec == "f16"  ? DType::kF16
+                                             : DType::kF8E4M3;
+  const int64_t elem = dtype_size(dtype);
+  const std::vector<std::byte> pad_a(1001, std::byte{1}), pad_b(333, std::byte{2});
+  ShardFiles files;
+  files.weight_file = shared_scratch().file(key + "_weights.safetensors");
+  files.scale_file = split ? shared_scratch().file(key + "_scales.safetensors") : files.weight_file;
+  if (sb > 0) files.scale_tensor = "layers.3.engram.embed.scale";
+  const TensorWrite weight{files.weight_tensor, dtype, {info.num_rows, db / elem}, data};
+  const TensorWrite scale{files.scale_tensor, DType::kF8E8M0, {info.num_rows, sb}, scales};
+  const TensorWrite a{"layers.2.ffn_norm.weight", DType::kU8, {1001}, pad_a};
+  const TensorWrite b{"layers.3.attn_norm.weight", DType::kU8, {333}, pad_b};
+  if (sb == 0 || !split) {
+    std::vector<TensorWrite> all = {a, weight, b};
+    if (sb > 0) all.push_back(scale);
+    save_safetensors(files.weight_file, all, {{"format", "pt"}});
+  } else {
+    const TensorWrite first[] = {a, weight};
+    const TensorWrite second[] = {b, scale};
+    save_safetensors(files.weight_file, first, {{"format", "pt"}});
+    save_safetensors(files.scale_file, second, {{"format", "pt"}});
+  }
+  return written.emplace(key, std::move(files)).first->second;
 }
 
 /// The reference gather: out[i] = rows[ids[i]], a plain loop.

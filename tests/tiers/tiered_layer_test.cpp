@@ -1,5 +1,6 @@
 // The seam between tiers and layers: a layer whose rows come from a RowTier (InMemory, DirectIO,
-// Cached over a packed file, opened by URI; prefetch synchronous and asynchronous) gives the memory
+// Cached over a packed file, opened by URI, the fused checkpoint's own shard through
+// SafetensorsTier; prefetch synchronous and asynchronous) gives the memory
 // e bit for bit as the resident layer's gather and the same output, whole and streamed; the record
 // decoder equals the table's gather for every codec, chunked or whole; errors are clear.
 #include <gmock/gmock.h>
@@ -23,6 +24,7 @@
 #include "engram/memory/tiers/cached_tier.hpp"
 #include "engram/memory/tiers/direct_io_tier.hpp"
 #include "engram/memory/tiers/open_table.hpp"
+#include "engram/memory/tiers/safetensors_tier.hpp"
 #include "support/test_data.hpp"
 #include "tier_test_support.hpp"
 
@@ -155,7 +157,27 @@ void check_layer_from_tiers(const std::string& dir_name) {
   EXPECT_THAT(error_of([&] { tiered.forward(g.hash_ids, g.hidden, g.batch, g.seq_len, got, ws); }),
               HasSubstr("holds no rows (they live in a tier)"));
 
-  for (auto& [tier_name, make] : tier_makers()) {
+  auto makers = tier_makers();
+  if (g.config.variant == Variant::kFused) {
+    // The checkpoint itself is a shard: serve its embed.weight + embed.weight_scale_inv in place.
+    const std::string shard = test::data_path("layer/" + dir_name + "/weights.safetensors");
+    const PackedTableInfo info = PackedTableFile(g.packed).info();
+    SafetensorsTierOptions shard_options;
+    shard_options.quant_block = info.config.quant_block;
+    makers.emplace_back("safetensors shard (O_DIRECT where allowed)",
+                        [shard, shard_options](const std::string&) {
+                          return AnyTier::make<SafetensorsTier>(shard, "embed", shard_options);
+                        });
+    makers.emplace_back("open_table safetensors: io=mmap&cache_mb=1",
+                        [shard, info](const std::string&) {
+                          return open_table("safetensors:" + shard +
+                                                "?tensor=embed.weight&io=mmap"
+                                                "&cache_mb=1",
+                                            {.table_info = info})
+                              .tier;
+                        });
+  }
+  for (auto& [tier_name, make] : makers) {
     SCOPED_TRACE(tier_name);
     const OpenedTable opened = open_table("file:" + g.packed);
     AnyTier tier = make(g.packed);

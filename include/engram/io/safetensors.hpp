@@ -297,6 +297,16 @@ class SafetensorsFile {
     return *t;
   }
 
+  /// Byte offset of `t` (a tensor of this file) from the start of the file, for readers that
+  /// fetch its bytes with their own I/O (O_DIRECT tiers).
+  int64_t file_offset(const TensorView& t) const {
+    const std::byte* begin = map_->data();
+    ENGRAM_CHECK(t.file == path_ && t.bytes.data() >= begin &&
+                     t.bytes.data() + t.bytes.size() <= begin + map_->size(),
+                 path_, ": tensor '", t.name, "' does not belong to this file");
+    return static_cast<int64_t>(t.bytes.data() - begin);
+  }
+
   /// An integer tensor (I64 or I32) widened to int64, flattened.
   std::vector<int64_t> read_int64(std::string_view name) const {
     const TensorView& t = at(name);

@@ -55,6 +55,40 @@ struct DirectIOOptions {
   bool verify_checksums = true;  ///< check every page read against the checksum table
 };
 
+namespace detail {
+
+/// Opens `path` read-only for page reads in `mode` (see DirectIOOptions): with O_DIRECT when
+/// asked, probing one aligned read of `probe_bytes` at `probe_offset` because some filesystems
+/// accept O_DIRECT at open and refuse it at read time; kAuto falls back to buffered reads with
+/// POSIX_FADV_RANDOM on EINVAL. Sets `direct` and, after a fallback, `note`.
+inline FileDescriptor open_for_page_reads(const std::string& path, DirectIOOptions::Mode mode,
+                                          int64_t probe_offset, int64_t probe_bytes, bool& direct,
+                                          std::string& note) {
+  using Mode = DirectIOOptions::Mode;
+  direct = false;
+  if (mode != Mode::kBuffered) {
+    FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC));
+    int error = fd.valid() ? 0 : errno;
+    if (fd.valid()) {
+      IoBuffer probe(probe_bytes);
+      error = pread_full(fd.get(), probe.data(), probe_bytes, probe_offset).error;
+      if (error == 0) {
+        direct = true;
+        return fd;
+      }
+    }
+    ENGRAM_CHECK(mode != Mode::kDirect && error == EINVAL, path,
+                 ": cannot read with O_DIRECT: ", errno_text(error));
+    note = "the filesystem refuses O_DIRECT";
+  }
+  FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  ENGRAM_CHECK(fd.valid(), path, ": cannot open: ", errno_text(errno));
+  ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_RANDOM);
+  return fd;
+}
+
+}  // namespace detail
+
 /// Rows of a packed table file on disk. @tparam Reader the PageReader (AutoPageReader by default).
 template <PageReader Reader = AutoPageReader>
 class DirectIOTierT {
@@ -171,31 +205,8 @@ class DirectIOTierT {
 
   static detail::FileDescriptor open_data(const PackedTableFile& file, DirectIOOptions::Mode mode,
                                           bool& direct, std::string& note) {
-    using Mode = DirectIOOptions::Mode;
-    const std::string& path = file.path();
-    direct = false;
-    if (mode != Mode::kBuffered) {
-      detail::FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC));
-      int error = fd.valid() ? 0 : errno;
-      if (fd.valid()) {
-        // Some filesystems accept O_DIRECT at open and refuse it at read time: probe one page.
-        detail::IoBuffer probe(file.layout().page_bytes);
-        const detail::ReadResult r = detail::pread_full(
-            fd.get(), probe.data(), file.layout().page_bytes, file.layout().page_offset(0));
-        error = r.error;
-        if (error == 0) {
-          direct = true;
-          return fd;
-        }
-      }
-      ENGRAM_CHECK(mode != Mode::kDirect && error == EINVAL, path,
-                   ": cannot read with O_DIRECT: ", detail::errno_text(error));
-      note = "the filesystem refuses O_DIRECT";
-    }
-    detail::FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    ENGRAM_CHECK(fd.valid(), path, ": cannot open: ", detail::errno_text(errno));
-    ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_RANDOM);
-    return fd;
+    return detail::open_for_page_reads(file.path(), mode, file.layout().page_offset(0),
+                                       file.layout().page_bytes, direct, note);
   }
 
   PackedTableFile file_;

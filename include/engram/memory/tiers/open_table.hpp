@@ -9,6 +9,15 @@
 //     io=buffered         DirectIOTier reading through the page cache
 //     io=mmap             InMemoryTier over the mapped file, every page checksum verified once
 //     cache_mb=N          a CachedTier (TinyLFU + SLRU) of N MiB in front (0 = none)
+//   safetensors:SHARD?tensor=NAME[&scale=NAME][&scale_shard=SHARD2][&io=..][&cache_mb=N]
+//     a table inside a safetensors shard as shipped (SafetensorsTier): NAME is the weight tensor
+//     or its prefix (layers.1.engram.embed); the FP8 scale is `.scale` or `.weight_scale_inv`
+//     in the same shard unless scale / scale_shard say otherwise; io and cache_mb as for file:
+//   hf:DIR?layer=L[&io=..][&cache_mb=N]
+//     layer L's table (layers.L.engram.embed.weight + its scale) of a Hugging Face checkpoint
+//     directory, shards found through DIR/model.safetensors.index.json (or DIR/model.safetensors)
+//     Shards carry no hashing metadata: TableOpenOptions::table_info gives it (the CLI derives it
+//     from the config); its num_rows and row_dim must match the tensor, its codec is the tensor's.
 // TableOpenOptions::cache_bytes applies when the URI gives no cache_mb.
 //
 // Adding a scheme: write `OpenedTable open_X_table(std::string_view uri, const TableOpenOptions&)`
@@ -21,8 +30,12 @@
 
 #include <charconv>
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -34,6 +47,7 @@
 #include "engram/memory/tiers/direct_io_tier.hpp"
 #include "engram/memory/tiers/in_memory_tier.hpp"
 #include "engram/memory/tiers/memcached_uri.hpp"
+#include "engram/memory/tiers/safetensors_tier.hpp"
 #if ENGRAM_HAVE_MEMCACHED
 #include "engram/memory/tiers/memcached_store.hpp"
 #endif
@@ -44,6 +58,8 @@ namespace engram {
 struct TableOpenOptions {
   int64_t cache_bytes = 0;         ///< CachedTier capacity when the URI has no cache_mb (0 = none)
   DirectIOOptions direct_io = {};  ///< reader backend, queue depth, checksum verification
+  /// Hashing metadata of tables whose files have none (safetensors:, hf:); ignored by the others.
+  std::optional<PackedTableInfo> table_info = std::nullopt;
 };
 
 /// A table opened by open_table: its metadata (config, codec, offsets, primes, multipliers) and
@@ -146,15 +162,150 @@ inline OpenedTable open_memcached_table(std::string_view uri,
 #endif
 }
 
+namespace detail {
+
+/// Opens the rows at `source` for a safetensors: / hf: URI with the parameters io and cache_mb
+/// (`used` lists the scheme's own parameters) and checks them against options.table_info.
+inline OpenedTable open_safetensors_source(std::string_view uri, SafetensorsTableSource source,
+                                           const std::map<std::string, std::string>& params,
+                                           std::initializer_list<std::string_view> used,
+                                           const TableOpenOptions& options) {
+  int64_t cache_bytes = options.cache_bytes;
+  SafetensorsTierOptions tier_options;
+  tier_options.reader = options.direct_io.reader;
+  if (options.direct_io.mode == DirectIOOptions::Mode::kDirect)
+    tier_options.io = SafetensorsTierOptions::Io::kDirect;
+  if (options.direct_io.mode == DirectIOOptions::Mode::kBuffered)
+    tier_options.io = SafetensorsTierOptions::Io::kBuffered;
+  for (const auto& [key, value] : params) {
+    if (key == "cache_mb") {
+      cache_bytes = parse_table_integer(value, key, uri) << 20;
+    } else if (key == "io") {
+      ENGRAM_CHECK(value == "direct" || value == "buffered" || value == "mmap", "table URI '", uri,
+                   "': parameter 'io' must be direct, buffered or mmap, found '", value, "'");
+      tier_options.io = value == "mmap"       ? SafetensorsTierOptions::Io::kMmap
+                        : value == "buffered" ? SafetensorsTierOptions::Io::kBuffered
+                                              : SafetensorsTierOptions::Io::kAuto;
+    } else if (std::find(used.begin(), used.end(), key) == used.end()) {
+      std::string known;
+      for (std::string_view k : used) known += std::string(k) + ", ";
+      fail("table URI '", uri, "': unknown parameter '", key, "' (this scheme takes ", known,
+           "io and cache_mb)");
+    }
+  }
+  ENGRAM_CHECK(options.table_info.has_value(), "table URI '", uri,
+               "': safetensors shards carry no hashing metadata (primes, multipliers); pass "
+               "TableOpenOptions::table_info (the CLI derives it from the config)");
+  PackedTableInfo info = *options.table_info;
+  tier_options.quant_block = info.config.quant_block;
+  {
+    // Validate and learn the shape (mmap: header only, no reader threads).
+    SafetensorsTierOptions probe_options = tier_options;
+    probe_options.io = SafetensorsTierOptions::Io::kMmap;
+    const SafetensorsTier probe(source, probe_options);
+    source = probe.source();
+    ENGRAM_CHECK(probe.num_rows() == info.num_rows && probe.row_dim() == info.row_dim,
+                 "table URI '", uri, "': ", probe.describe(), " holds ", probe.num_rows(),
+                 " rows of ", probe.row_dim(), " values, the layer's config needs ", info.num_rows,
+                 " rows of ", info.row_dim, " (sum of its primes; wrong layer or config?)");
+    info.codec = probe.codec();
+  }
+  if (cache_bytes <= 0)
+    return {std::string(uri), std::move(info),
+            AnyTier::make<SafetensorsTier>(source, tier_options)};
+  CacheOptions cache;
+  cache.capacity_bytes = cache_bytes;
+  return {std::string(uri), std::move(info),
+          AnyTier::make<CachedTier<SafetensorsTier>>(cache, source, tier_options)};
+}
+
+/// The shard of a Hugging Face checkpoint directory holding `tensor`: the index's weight_map
+/// entry, or model.safetensors without an index; empty when the index does not list it.
+inline std::string checkpoint_shard_of(const std::string& dir, const std::string& tensor) {
+  const std::string index_path = dir + "/model.safetensors.index.json";
+  if (!std::filesystem::exists(index_path)) {
+    const std::string single = dir + "/model.safetensors";
+    ENGRAM_CHECK(std::filesystem::exists(single), dir,
+                 ": neither model.safetensors.index.json nor model.safetensors found");
+    return single;
+  }
+  std::ifstream in(index_path);
+  nlohmann::json index;
+  try {
+    index = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    fail(index_path, ": not valid JSON: ", e.what());
+  }
+  ENGRAM_CHECK(index.is_object() && index.contains("weight_map") && index["weight_map"].is_object(),
+               index_path, ": field 'weight_map' missing or not an object");
+  const auto& map = index["weight_map"];
+  if (!map.contains(tensor)) return {};
+  ENGRAM_CHECK(map[tensor].is_string(), index_path, ": weight_map['", tensor,
+               "'] must be a file name, found ", map[tensor].dump());
+  return dir + "/" + map[tensor].get<std::string>();
+}
+
+}  // namespace detail
+
+/// Opens a table inside a safetensors shard (the safetensors: scheme; see the banner).
+inline OpenedTable open_safetensors_table(std::string_view uri,
+                                          const TableOpenOptions& options = {}) {
+  std::string_view rest = uri;
+  ENGRAM_CHECK(rest.starts_with("safetensors:"), "table URI '", uri, "': expected safetensors:");
+  rest.remove_prefix(12);
+  auto [path, params] = detail::parse_table_query(rest, uri);
+  ENGRAM_CHECK(!path.empty(), "table URI '", uri, "': no shard path");
+  ENGRAM_CHECK(params.count("tensor") != 0, "table URI '", uri,
+               "': parameter 'tensor' (the table's weight tensor or its prefix) is required");
+  SafetensorsTableSource source{path, params["tensor"], {}, {}};
+  if (params.count("scale_shard") != 0) source.scale_file = params["scale_shard"];
+  if (params.count("scale") != 0) source.scale_tensor = params["scale"];
+  if (!source.weight_tensor.ends_with(".weight")) {
+    const SafetensorsFile shard(path);
+    if (shard.find(source.weight_tensor) == nullptr) source.weight_tensor += ".weight";
+  }
+  return detail::open_safetensors_source(uri, std::move(source), params,
+                                         {"tensor", "scale", "scale_shard"}, options);
+}
+
+/// Opens layer L's table of a Hugging Face checkpoint directory (the hf: scheme).
+inline OpenedTable open_hf_table(std::string_view uri, const TableOpenOptions& options = {}) {
+  std::string_view rest = uri;
+  ENGRAM_CHECK(rest.starts_with("hf:"), "table URI '", uri, "': expected hf:");
+  rest.remove_prefix(3);
+  auto [dir, params] = detail::parse_table_query(rest, uri);
+  ENGRAM_CHECK(!dir.empty(), "table URI '", uri, "': no checkpoint directory");
+  ENGRAM_CHECK(params.count("layer") != 0, "table URI '", uri, "': parameter 'layer' is required");
+  const int64_t layer = detail::parse_table_integer(params["layer"], "layer", uri);
+  const std::string prefix = "layers." + std::to_string(layer) + ".engram.embed.";
+  SafetensorsTableSource source;
+  source.weight_tensor = prefix + "weight";
+  source.weight_file = detail::checkpoint_shard_of(dir, source.weight_tensor);
+  ENGRAM_CHECK(!source.weight_file.empty(), "table URI '", uri, "': ", dir,
+               "/model.safetensors.index.json lists no '", source.weight_tensor, "' (layer ", layer,
+               " holds no Engram table?)");
+  for (const std::string& name : {prefix + "scale", prefix + "weight_scale_inv"}) {
+    const std::string file = detail::checkpoint_shard_of(dir, name);
+    if (!file.empty() && SafetensorsFile(file).find(name) != nullptr) {
+      source.scale_file = file;
+      source.scale_tensor = name;
+      break;
+    }
+  }
+  return detail::open_safetensors_source(uri, std::move(source), params, {"layer"}, options);
+}
+
 /// Opens the table at `uri` (see the banner for the schemes).
 inline OpenedTable open_table(std::string_view uri, const TableOpenOptions& options = {}) {
   ENGRAM_CHECK(!uri.empty(), "open_table: empty table URI");
   // One line per scheme (see the banner).
   if (uri.starts_with("file:")) return open_file_table(uri, options);
   if (is_memcached_uri(uri)) return open_memcached_table(uri, options);
+  if (uri.starts_with("safetensors:")) return open_safetensors_table(uri, options);
+  if (uri.starts_with("hf:")) return open_hf_table(uri, options);
   const size_t scheme_end = uri.find("://");
   ENGRAM_CHECK(scheme_end == std::string_view::npos, "table URI '", uri, "': unknown scheme '",
-               uri.substr(0, scheme_end), "' (known: file:, memcached://)");
+               uri.substr(0, scheme_end), "' (known: file:, memcached://, safetensors:, hf:)");
   return open_file_table(uri, options);  // a plain path
 }
 
