@@ -309,12 +309,18 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-/// The README's demo: compress the tokenizer's vocabulary, then run an Engram layer (random
-/// weights) over real text, printing what a person can check: the compression, the most frequent
-/// bigrams with the rows they hash to, how Zipfian the row accesses are, the throughput, and that
-/// token-by-token decoding reproduces the whole-sequence output.
+/// Bound of the demo's decoding check: max |token by token - whole sequence| / max |whole|, the
+/// bound of the chunked == whole layer tests (tests/layer/engram_layer_test.cpp).
+constexpr double kDemoDecodeTolerance = 1e-5;
+
+/// The README's demo: compress the tokenizer's vocabulary, hash the corpus (all of it unless
+/// --tokens), then run an Engram layer (random weights) over its first --layer-tokens (262,144),
+/// printing what a person can check: the compression, the most frequent bigrams with the rows
+/// they hash to, how Zipfian the row accesses are, the throughput, and that token-by-token
+/// decoding reproduces the whole-sequence output (an error, exit status 1, when it does not).
 int demo(int argc, char** argv) {
-  const Args args(argc, argv, 2, {"tokenizer", "corpus", "config", "tokens", "cache-dir"}, {});
+  const Args args(argc, argv, 2,
+                  {"tokenizer", "corpus", "config", "tokens", "layer-tokens", "cache-dir"}, {});
   auto t0 = std::chrono::steady_clock::now();
   const TokenizerJson tokenizer = read_tokenizer_json(args.str("tokenizer"));
   const CompressionTable table = compress_tokenizer(tokenizer);
@@ -328,7 +334,7 @@ int demo(int argc, char** argv) {
 
   const SafetensorsFile corpus(args.str("corpus"));
   std::vector<int64_t> ids = corpus.read_int64("input_ids");
-  const int64_t limit = args.integer("tokens", 262144, 1);
+  const int64_t limit = args.integer("tokens", static_cast<int64_t>(ids.size()), 1);
   ids.resize(static_cast<size_t>(std::min<int64_t>(limit, static_cast<int64_t>(ids.size()))));
   const int64_t n = static_cast<int64_t>(ids.size());
   const auto config = EngramConfig::load(args.str("config"));
@@ -391,7 +397,9 @@ int demo(int argc, char** argv) {
                                                              layer_id, example::TableDtype::kF32);
   const auto layer =
       EngramLayer::load(config, std::make_shared<const SafetensorsFile>(path), hasher);
-  const int64_t width = config.hc_mult * config.hidden_size, seq = 2048;
+  const int64_t layer_tokens = std::min(args.integer("layer-tokens", 262144, 1), n);
+  const int64_t width = config.hc_mult * config.hidden_size,
+                seq = std::min<int64_t>(2048, layer_tokens);
   std::mt19937_64 rng(7);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::vector<float> hidden(static_cast<size_t>(seq * width)), out(hidden.size());
@@ -400,7 +408,7 @@ int demo(int argc, char** argv) {
   t0 = std::chrono::steady_clock::now();
   double checksum = 0;
   int64_t done = 0;
-  for (int64_t start = 0; start + seq <= n; start += seq, done += seq) {
+  for (int64_t start = 0; start + seq <= layer_tokens; start += seq, done += seq) {
     layer.forward_tokens(std::span<const int64_t>(ids.data() + start, seq), hidden, 1, seq, out,
                          ws);
     checksum += out[static_cast<size_t>(start % (seq * width))];
@@ -414,7 +422,7 @@ int demo(int argc, char** argv) {
       static_cast<double>(done) / secs, checksum);
 
   // Incremental decoding reproduces the whole-sequence output.
-  const int64_t check = std::min<int64_t>(256, n);
+  const int64_t check = std::min<int64_t>(256, seq);  // hidden holds seq rows
   std::vector<float> whole(static_cast<size_t>(check * width)), step(whole.size());
   layer.forward_tokens(std::span<const int64_t>(ids.data(), check),
                        std::span<const float>(hidden.data(), whole.size()), 1, check, whole, ws);
@@ -429,10 +437,15 @@ int demo(int argc, char** argv) {
     max_diff = std::max(max_diff, std::abs(whole[i] - step[i]));
     max_abs = std::max(max_abs, std::abs(whole[i]));
   }
+  const double relative = max_abs > 0 ? max_diff / max_abs : max_diff;
   std::printf(
       "   token-by-token decoding of the first %lld tokens vs whole sequence: "
-      "max |diff| %.2e (of max |out| %.2f)\n",
-      static_cast<long long>(check), max_diff, max_abs);
+      "max |diff| %.2e of max |out| %.2f, relative %.2e (bound %.0e)\n",
+      static_cast<long long>(check), max_diff, max_abs, relative, kDemoDecodeTolerance);
+  ENGRAM_CHECK(relative <= kDemoDecodeTolerance, "demo: token-by-token decoding of the first ",
+               check, " tokens differs from the whole sequence: relative max |diff| ", relative,
+               ", expected at most ", kDemoDecodeTolerance);
+  std::printf("demo: all checks passed\n");
   return 0;
 }
 
@@ -479,7 +492,7 @@ const std::vector<Command>& commands() {
        probe},
       {"demo",
        "demo --tokenizer TOKENIZER_JSON --corpus TOKENS.safetensors --config CFG.json [--tokens N] "
-       "[--cache-dir DIR]",
+       "[--layer-tokens N] [--cache-dir DIR]",
        demo},
   };
   return list;

@@ -13,6 +13,7 @@
 
 #include "cli/cli_support.hpp"
 #include "engram/io/safetensors.hpp"
+#include "layer/layer_golden.hpp"
 #include "support/test_data.hpp"
 
 namespace engram {
@@ -35,16 +36,15 @@ TEST_P(CliForward, MatchesTheOracleWholeAndChunked) {
   const std::string layer = expected.metadata().at("layer_id");
   const auto want = expected.at("output").copy_as<float>();
   const auto want_ids = expected.read_int64("hash_ids");
-  float scale = 0;
-  for (float v : want) scale = std::max(scale, std::abs(v));
   struct Case {
     const char* chunk;
     const char* flags;
-    float tolerance;  // of the largest |output|
+    double tolerance;  // of the largest |output|
   };
   // --bf16-projection rounds the projection weights to bf16: close to the oracle, not equal.
-  for (const Case c : {Case{"0", "", 1e-4f}, Case{"1", "", 1e-4f}, Case{"7", "", 1e-4f},
-                       Case{"0", " --bf16-projection", 2e-2f}}) {
+  constexpr double kOracle = test::kOracleTolerance;
+  for (const Case c : {Case{"0", "", kOracle}, Case{"1", "", kOracle}, Case{"7", "", kOracle},
+                       Case{"0", " --bf16-projection", 2e-2}}) {
     SCOPED_TRACE(std::string("chunk ") + c.chunk + c.flags);
     const std::string out = tmp(GetParam() + "_" + c.chunk + ".safetensors");
     const CliRun r =
@@ -56,11 +56,11 @@ TEST_P(CliForward, MatchesTheOracleWholeAndChunked) {
     EXPECT_EQ(got.read_int64("hash_ids"), want_ids);
     const auto values = got.at("output").copy_as<float>();
     ASSERT_EQ(values.size(), want.size());
-    float err = 0;
-    for (size_t i = 0; i < values.size(); ++i) err = std::max(err, std::abs(values[i] - want[i]));
-    EXPECT_LE(err, c.tolerance * scale);
+    const double err =
+        *c.flags != 0 ? test::relative_max_error(values, want) : test::oracle_error(values, want);
+    EXPECT_LE(err, c.tolerance);
     if (*c.flags != 0) {
-      EXPECT_GT(err, 1e-6f * scale) << "bf16 rounding left no trace";
+      EXPECT_GT(err, 1e-6) << "bf16 rounding left no trace";
     }
   }
 }

@@ -10,7 +10,9 @@
 namespace engram {
 namespace {
 
+using test::kOracleTolerance;
 using test::load_layer_golden;
+using test::oracle_error;
 using test::relative_max_error;
 
 template <class Layer>
@@ -23,7 +25,8 @@ void check_double_layer(const char* name) {
   typename Layer::Workspace ws;
   layer.forward(g.hash_ids, hidden, g.batch, g.seq_len, out, ws);
   layer.forward_reference(g.hash_ids, hidden, g.batch, g.seq_len, ref);
-  EXPECT_LT(relative_max_error(out, g.expected), 1e-4);
+  EXPECT_LT(oracle_error(out, g.expected), kOracleTolerance);
+  EXPECT_LT(oracle_error(ref, g.expected), kOracleTolerance);
   EXPECT_LT(relative_max_error(out, ref), 1e-12);
 }
 

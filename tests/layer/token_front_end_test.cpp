@@ -20,8 +20,10 @@ namespace {
 
 using test::error_of;
 
+using test::kOracleTolerance;
 using test::LayerGolden;
 using test::load_layer_golden;
+using test::oracle_error;
 using test::relative_max_error;
 using ::testing::HasSubstr;
 
@@ -37,7 +39,7 @@ void check_tokens_match_golden(const char* name) {
   std::vector<float> from_tokens(g.expected.size()), from_hashes(g.expected.size());
   layer.forward_tokens(g.input_ids, g.hidden, g.batch, g.seq_len, from_tokens, ws);
   layer.forward(g.hash_ids, g.hidden, g.batch, g.seq_len, from_hashes, ws);
-  EXPECT_LT(relative_max_error(from_tokens, g.expected), 1e-4);
+  EXPECT_LT(oracle_error(from_tokens, g.expected), kOracleTolerance);
   EXPECT_EQ(from_tokens, from_hashes);  // same hash ids, same kernels
 
   // chunked: 1, 7 and random chunk sizes continue each sequence's hash and conv state
@@ -159,7 +161,7 @@ TEST(LoadEngramLayer, DispatchesOnVariant) {
           l.forward_tokens(g.input_ids, g.hidden, g.batch, g.seq_len, out, ws);
         },
         layer);
-    EXPECT_LT(relative_max_error(out, g.expected), 1e-4);
+    EXPECT_LT(oracle_error(out, g.expected), kOracleTolerance);
     // without a hasher: the demo variant derives column sizes from its offsets, the fused needs
     // them
     if (g.config.variant == Variant::kDemo) {
@@ -167,7 +169,7 @@ TEST(LoadEngramLayer, DispatchesOnVariant) {
       std::visit(
           [&](const auto& l) { l.forward(g.hash_ids, g.hidden, g.batch, g.seq_len, out, ws); },
           plain);
-      EXPECT_LT(relative_max_error(out, g.expected), 1e-4);
+      EXPECT_LT(oracle_error(out, g.expected), kOracleTolerance);
     } else {
       EXPECT_THAT(error_of([&] { load_engram_layer(g.config, g.weights); }),
                   HasSubstr("pass CheckpointOptions::column_rows"));

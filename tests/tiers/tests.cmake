@@ -28,6 +28,4 @@ if(TARGET engram::xxhash)
   endif()
   engram_add_test(remote_tier_test tiers/remote_tier_test.cpp LIBS ${_engram_remote_libs}
                   LABELS threads)
-else()
-  message(STATUS "engram: xxHash not found, skipping the memory tier tests")
 endif()

@@ -1,14 +1,17 @@
 // Vocabulary compression against the tables Hugging Face tokenizers 0.23.2 produces
-// (gen_lookup.js): DeepSeek-V3 (every one of 128,815 entries), Llama 2 (SentencePiece-style,
-// byte fallback) and Claude (byte-level); fast path == reference; safetensors round trip and
-// validation; the user-strings entry point and its U+FFFD rule.
+// (gen_lookup.js), every entry: DeepSeek-V3, Llama 2 (SentencePiece-style, byte fallback), Claude,
+// Qwen 3, Llama 3, GPT-4o, gpt-oss (byte-level) and Gemma 3 (SentencePiece-style, 262,145 ids);
+// fast path == reference; safetensors round trip and validation; the user-strings entry point and
+// its U+FFFD rule.
 #include "engram/tokenizer/vocab_compressor.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -27,12 +30,22 @@ std::string temp_path(const std::string& name) {
   return (dir / name).string();
 }
 
+/// HF's table from `relative`: safetensors, JSON {"lookup": [...]}, or JSON {"first_seen": [...]}
+/// where -1 stands for the next new id (HF numbers new ids in order of first occurrence, so this
+/// is the same table, about half the size gzipped).
 std::vector<int64_t> expected_lookup(const std::string& relative) {
   const std::string path = test::data_path(relative);
   if (relative.ends_with(".safetensors")) return CompressionTable::load(path).lookup();
-  return nlohmann::json::parse(detail::read_maybe_gzip(path))
-      .at("lookup")
-      .get<std::vector<int64_t>>();
+  const auto json = nlohmann::json::parse(detail::read_maybe_gzip(path));
+  if (json.contains("lookup")) return json.at("lookup").get<std::vector<int64_t>>();
+  std::vector<int64_t> lookup = json.at("first_seen").get<std::vector<int64_t>>();
+  int64_t next = 0;
+  for (int64_t& id : lookup) {
+    if (id == -1) id = next++;
+    EXPECT_LT(id, next) << relative << ": first_seen names an id before it is new";
+  }
+  EXPECT_EQ(next, json.at("num_new").get<int64_t>()) << relative;
+  return lookup;
 }
 
 struct VocabCase {
@@ -41,7 +54,29 @@ struct VocabCase {
   const char* expected;
   int64_t vocab_size;
   int64_t compressed_size;
+  /// Set where `tokenizer` is stored with an empty model.vocab because it is this tokenizer's,
+  /// less the ids its own added_tokens take (gpt-oss: GPT-4o's o200k vocab, 199,998 of 200,000).
+  const char* vocab_from = nullptr;
 };
+
+/// The case's tokenizer.json: `tokenizer`, or, with `vocab_from`, that file with model.vocab
+/// filled in (written once per process to a temporary file).
+std::string tokenizer_path(const VocabCase& c) {
+  if (c.vocab_from == nullptr) return test::data_path(c.tokenizer);
+  const std::string out = temp_path(std::string(c.name) + ".tokenizer.json");
+  if (std::filesystem::exists(out)) return out;
+  auto json = nlohmann::json::parse(detail::read_maybe_gzip(test::data_path(c.tokenizer)));
+  const auto from = nlohmann::json::parse(detail::read_maybe_gzip(test::data_path(c.vocab_from)));
+  EXPECT_TRUE(json.at("model").at("vocab").empty()) << c.tokenizer;
+  std::set<int64_t> added;
+  for (const auto& token : json.at("added_tokens")) added.insert(token.at("id").get<int64_t>());
+  auto& vocab = json["model"]["vocab"];
+  for (const auto& [token, id] : from.at("model").at("vocab").items())
+    if (!added.count(id.get<int64_t>())) vocab[token] = id;
+  std::ofstream(out + ".tmp") << json.dump();
+  std::filesystem::rename(out + ".tmp", out);
+  return out;
+}
 
 void PrintTo(const VocabCase& c, std::ostream* os) { *os << c.name; }
 
@@ -49,7 +84,7 @@ class HuggingFaceTable : public ::testing::TestWithParam<VocabCase> {};
 
 TEST_P(HuggingFaceTable, EveryEntryEqualsHuggingFace) {
   const VocabCase& c = GetParam();
-  const CompressionTable table = compress_tokenizer_json(test::data_path(c.tokenizer));
+  const CompressionTable table = compress_tokenizer_json(tokenizer_path(c));
   const std::vector<int64_t> expected = expected_lookup(c.expected);
   ASSERT_EQ(table.vocab_size(), c.vocab_size);
   ASSERT_EQ(expected.size(), static_cast<size_t>(c.vocab_size));
@@ -66,7 +101,7 @@ TEST_P(HuggingFaceTable, EveryEntryEqualsHuggingFace) {
 
 TEST_P(HuggingFaceTable, FastPathEqualsReference) {
   const VocabCase& c = GetParam();
-  const TokenizerJson tokenizer = read_tokenizer_json(test::data_path(c.tokenizer));
+  const TokenizerJson tokenizer = read_tokenizer_json(tokenizer_path(c));
   const std::vector<std::string> texts = decode_each_id(tokenizer);
   std::vector<std::string> raw;
   for (const auto& token : tokenizer.tokens) raw.push_back(token.value_or(""));
@@ -82,7 +117,18 @@ INSTANTIATE_TEST_SUITE_P(
                       VocabCase{"llama2", "tokenizer/llama2/tokenizer.json.gz",
                                 "tokenizer/llama2/lookup.json.gz", 32000, 21064},
                       VocabCase{"claude", "tokenizer/claude/tokenizer.json.gz",
-                                "tokenizer/claude/lookup.json.gz", 65000, 39035}),
+                                "tokenizer/claude/lookup.json.gz", 65000, 39035},
+                      VocabCase{"qwen3", "tokenizer/qwen3/tokenizer.json.gz",
+                                "tokenizer/qwen3/lookup.json.gz", 151669, 107457},
+                      VocabCase{"llama3", "tokenizer/llama3/tokenizer.json.gz",
+                                "tokenizer/llama3/lookup.json.gz", 128256, 82693},
+                      VocabCase{"gpt4o", "tokenizer/gpt4o/tokenizer.json.gz",
+                                "tokenizer/gpt4o/lookup.json.gz", 200000, 132109},
+                      VocabCase{"gpt_oss", "tokenizer/gpt_oss/tokenizer.json.gz",
+                                "tokenizer/gpt_oss/lookup.json.gz", 200019, 132128,
+                                "tokenizer/gpt4o/tokenizer.json.gz"},
+                      VocabCase{"gemma3", "tokenizer/gemma3/tokenizer.json.gz",
+                                "tokenizer/gemma3/lookup.json.gz", 262145, 169824}),
     [](const auto& info) { return std::string(info.param.name); });
 
 TEST(VocabCompressor, DeepSeekSpotChecks) {
