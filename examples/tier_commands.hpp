@@ -245,7 +245,10 @@ inline int pack(int argc, char** argv) {
   const CodecTag target = codec_tag(codec_name, config.quant_block);
 
   const auto start = std::chrono::steady_clock::now();
-  PackedTableWriter writer(args.str("output"), info, pack_progress_printer());
+  // Rate-limited packs write page by page, so that the file grows at the rate too (the 8 MiB
+  // chunks of a full-speed pack would hold a small table back until finish()).
+  PackedTableWriter writer(args.str("output"), info, pack_progress_printer(), 0.5,
+                           max_mb_per_s > 0 ? int64_t{1} : int64_t{8} << 20);
   const int64_t batch = max_mb_per_s > 0 ? 64 : 4096, rb = info.row_bytes();
   std::vector<std::byte> records(static_cast<size_t>(batch * rb));
   std::vector<float> values(static_cast<size_t>(info.row_dim));

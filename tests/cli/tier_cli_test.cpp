@@ -5,9 +5,12 @@
 // for row; `bench-offload` runs end to end on a small table.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -15,6 +18,7 @@
 #include <iterator>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cli/cli_support.hpp"
@@ -141,31 +145,93 @@ TEST(TierCliErrors, ATableOfAnotherLayerIsRefused) {
   EXPECT_THAT(r.output, HasSubstr("unknown scheme 'ftp'"));
 }
 
+// Runs `command` (a pack writing into `dir`) and kills it (SIGKILL, as a crash) at a known point:
+// once a temporary file in `dir` (any name but `final_name`) holds [min_bytes, max_bytes) bytes,
+// i.e. part of the rows but not all of them (a temporary seen only empty or complete is no
+// interrupted write, and the pack is then left to finish).
+struct KilledPack {
+  bool killed = false;           ///< the process died of our SIGKILL (it had not finished)
+  int64_t temp_bytes = 0;        ///< the temporary's size when it was killed
+  std::string temp_name;         ///< the temporary's file name
+  bool final_name_seen = false;  ///< `final_name` appeared while the pack ran
+};
+KilledPack kill_pack_midway(const std::string& command, const std::filesystem::path& dir,
+                            const std::string& final_name, int64_t min_bytes, int64_t max_bytes) {
+  KilledPack result;
+  const auto exists_before = std::filesystem::exists(dir / final_name);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::execl("/bin/sh", "sh", "-c", ("exec " + command + " >/dev/null 2>&1").c_str(), nullptr);
+    ::_exit(127);
+  }
+  if (pid < 0) return result;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  int status = 0;
+  bool exited = false;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (::waitpid(pid, &status, WNOHANG) == pid) {
+      exited = true;  // finished (or failed) before reaching the threshold
+      break;
+    }
+    if (!exists_before && std::filesystem::exists(dir / final_name)) result.final_name_seen = true;
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+      if (entry.path().filename() == final_name) continue;
+      const auto size = static_cast<int64_t>(entry.file_size(ec));
+      if (!ec && size >= min_bytes && size < max_bytes) {
+        result.temp_bytes = size;
+        result.temp_name = entry.path().filename().string();
+      }
+    }
+    if (result.temp_bytes > 0) {
+      ::kill(pid, SIGKILL);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  if (!exited) {
+    ::kill(pid, SIGKILL);  // no-op when already killed; ends a pack that never grew (deadline)
+    ::waitpid(pid, &status, 0);
+  }
+  result.killed =
+      !exited && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && result.temp_bytes > 0;
+  return result;
+}
+
 TEST(TierCliErrors, AnInterruptedPackLeavesNothingThatLoadsAndKeepsTheOldTable) {
   const std::string dir = test::data_path("layer/demo_a");
-  const std::string table = tmp("interrupted.engram");
+  const std::filesystem::path out_dir = tmp("interrupted");
+  std::filesystem::remove_all(out_dir);
+  std::filesystem::create_directories(out_dir);
+  const std::string table = (out_dir / "table.engram").string();
   const std::string pack = std::string(ENGRAM_CLI_PATH) + " pack --config " + dir +
                            "/config.json --lookup " + kLookup + " --layer 15 --weights " + dir +
                            "/weights.safetensors -o " + table;
-  // Killed halfway (the rate limit stretches the 79 KB pack to about 1.6 s): no file at all.
-  std::filesystem::remove(table);
-  CliRun r = shell("(" + pack + " --codec f32 --max-mb-per-s 0.05 & p=$!; sleep 0.5; kill -9 $p; " +
-                   "wait $p; echo killed $?)");
-  EXPECT_THAT(r.output, HasSubstr("killed 137"));
-  EXPECT_FALSE(std::filesystem::exists(table));
-  r = run("forward --config " + dir + "/config.json --lookup " + kLookup +
-          " --layer 15 --weights " + dir + "/weights.safetensors --input " + dir +
-          "/inputs.safetensors --table " + table + " -o " + tmp("z.safetensors"));
+  // The rate limit stretches the 86 KB f32 pack to about 1.6 s and writes its pages as it goes:
+  // it is killed once the temporary holds 32 to 64 KiB (the header and 7 to 15 of 20 data pages).
+  KilledPack k = kill_pack_midway(pack + " --codec f32 --max-mb-per-s 0.05", out_dir,
+                                  "table.engram", 32 << 10, 64 << 10);
+  ASSERT_TRUE(k.killed) << "the pack was not killed mid-write (temporary '" << k.temp_name
+                        << "' reached " << k.temp_bytes << " bytes)";
+  EXPECT_FALSE(k.final_name_seen);
+  EXPECT_FALSE(std::filesystem::exists(table)) << "a killed pack left " << table;
+  CliRun r = run("forward --config " + dir + "/config.json --lookup " + kLookup +
+                 " --layer 15 --weights " + dir + "/weights.safetensors --input " + dir +
+                 "/inputs.safetensors --table " + table + " -o " + tmp("z.safetensors"));
   EXPECT_EQ(r.status, 1);
   EXPECT_THAT(r.output, HasSubstr("cannot open packed table"));
 
-  // A good table, then a killed pack over it: the good table is untouched.
+  // A good table, then a pack over it killed halfway (bf16, about 45 KB): the table is untouched.
+  for (const auto& entry : std::filesystem::directory_iterator(out_dir))
+    std::filesystem::remove(entry.path());
   r = shell(pack + " --codec f32");
   ASSERT_EQ(r.status, 0) << r.output;
   const std::string good = slurp(table);
-  r = shell("(" + pack + " --codec bf16 --max-mb-per-s 0.05 & p=$!; sleep 0.3; kill -9 $p; " +
-            "wait $p; echo killed $?)");
-  EXPECT_THAT(r.output, HasSubstr("killed 137"));
+  k = kill_pack_midway(pack + " --codec bf16 --max-mb-per-s 0.05", out_dir, "table.engram",
+                       16 << 10, 32 << 10);
+  ASSERT_TRUE(k.killed) << "the pack was not killed mid-write (temporary '" << k.temp_name
+                        << "' reached " << k.temp_bytes << " bytes)";
+  EXPECT_NE(k.temp_name, "table.engram");
   EXPECT_EQ(slurp(table), good);
 }
 

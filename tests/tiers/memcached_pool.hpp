@@ -2,6 +2,10 @@
 // Each server is `memcached -M -m MB -l 127.0.0.1 -p PORT` (eviction off, so a full server is an
 // error). Children die with the test process (PR_SET_PDEATHSIG), so a crashed test leaves no
 // server behind; stop() and the destructor kill and reap them.
+// A server counts as up only when the process answering `stats` on its port is the child started
+// (its `pid` statistic): a free port is only free until someone binds it, so under `ctest -j`
+// another test's server can take it between the pick and the start; the start then retries on a
+// new port (the child, unable to bind, exits).
 #pragma once
 
 #include <arpa/inet.h>
@@ -13,8 +17,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <poll.h>
+
 #include <chrono>
 #include <cstdlib>
+#include <functional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -56,17 +63,39 @@ inline int free_loopback_port() {
   return ntohs(addr.sin_port);
 }
 
-/// Whether something accepts TCP connections on 127.0.0.1:port.
-inline bool loopback_port_open(int port) {
+/// The `pid` statistic of the memcached server answering on 127.0.0.1:port, or -1 when nothing
+/// accepts there or the listener does not answer `stats` within `timeout_ms`.
+inline pid_t memcached_stats_pid(int port, int timeout_ms = 2000) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
+  if (fd < 0) return -1;
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   addr.sin_port = htons(static_cast<uint16_t>(port));
-  const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  pid_t pid = -1;
+  static constexpr char kRequest[] = "stats\r\n";
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+      ::send(fd, kRequest, sizeof(kRequest) - 1, MSG_NOSIGNAL) ==
+          static_cast<ssize_t>(sizeof(kRequest) - 1)) {
+    std::string reply;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (reply.find("END\r\n") == std::string::npos) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            deadline - std::chrono::steady_clock::now())
+                            .count();
+      pollfd p{fd, POLLIN, 0};
+      if (left <= 0 || ::poll(&p, 1, static_cast<int>(left)) <= 0) break;
+      char buf[4096];
+      const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+      if (n <= 0) break;
+      reply.append(buf, static_cast<size_t>(n));
+    }
+    const size_t at = reply.find("STAT pid ");
+    if (at != std::string::npos && reply.find("END\r\n") != std::string::npos)
+      pid = static_cast<pid_t>(std::atol(reply.c_str() + at + 9));
+  }
   ::close(fd);
-  return ok;
+  return pid;
 }
 
 /// One memcached server process.
@@ -80,23 +109,31 @@ class MemcachedProcess {
       : binary_(std::move(o.binary_)),
         mb_(o.mb_),
         port_(o.port_),
-        pid_(std::exchange(o.pid_, -1)) {}
+        pid_(std::exchange(o.pid_, -1)),
+        pick_port_(std::move(o.pick_port_)) {}
   ~MemcachedProcess() { stop(); }
 
   int port() const noexcept { return port_; }
   bool running() const noexcept { return pid_ > 0; }
+  /// The child's process id (-1 when not running).
+  pid_t pid() const noexcept { return pid_; }
+  /// Replaces free_loopback_port as the source of candidate ports (tests of the retry).
+  void set_port_picker(std::function<int()> picker) { pick_port_ = std::move(picker); }
 
-  /// Starts on `port` (a fresh free port when 0; the previous port when restarting) and waits
-  /// until it accepts connections. Throws if it does not come up within 10 s.
+  /// Starts on `port` (fresh candidate ports when 0; the previous port first when restarting) and
+  /// waits until the child itself answers `stats` there. Throws if it does not come up within 10 s
+  /// on any of 8 candidate ports (on `port` alone when given).
   void start(int port = 0) {
     stop();
-    for (int attempt = 0; attempt < 5; ++attempt) {
-      port_ = port > 0 ? port : (port_ > 0 && attempt == 0 ? port_ : free_loopback_port());
+    const int previous = port_;
+    for (int attempt = 0; attempt < 8; ++attempt) {
+      port_ = port > 0 ? port : (previous > 0 && attempt == 0 ? previous : pick_port_());
       if (launch()) return;
       if (port > 0) break;
-      port_ = 0;
     }
-    detail::fail("memcached (", binary_, ") did not start on 127.0.0.1:", port_);
+    detail::fail("memcached (", binary_, ") did not start on 127.0.0.1:", port_,
+                 port > 0 ? "" : " nor on 7 other free ports",
+                 " (the port was taken, or the server never answered `stats` with its own pid)");
   }
   /// Kills the server (SIGKILL: as a crash would) and reaps it.
   void stop() noexcept {
@@ -142,7 +179,8 @@ class MemcachedProcess {
         pid_ = -1;
         return false;
       }
-      if (loopback_port_open(port_)) return true;
+      // Any listener would accept a connect; only our child answers with our child's pid.
+      if (memcached_stats_pid(port_) == pid_) return true;
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     stop();
@@ -153,6 +191,7 @@ class MemcachedProcess {
   int mb_;
   int port_ = 0;
   pid_t pid_ = -1;
+  std::function<int()> pick_port_ = free_loopback_port;
 };
 
 /// `count` servers of `memory_mb` MiB each.

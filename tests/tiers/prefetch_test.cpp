@@ -6,12 +6,17 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <functional>
+#include <latch>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <semaphore>
 #include <string>
 #include <thread>
@@ -265,10 +270,73 @@ TYPED_TEST_P(PrefetchPolicyTest, ProducerAndConsumerThreadsShareAPrefetcher) {
   EXPECT_EQ(tier.stats().hits + tier.stats().misses, prefetcher.stats().rows);
 }
 
+// Two threads wait() on the same ticket at once (the fetch is slow, so both are inside wait()):
+// exactly one gets the batch (or the fetch's error), the other an error naming the misuse; no
+// second Batch releases the slot again, and no waiter sleeps forever.
+TYPED_TEST_P(PrefetchPolicyTest, ConcurrentWaitsOnOneTicketServeItOnce) {
+  const TestTable& t = table();
+  InMemoryTier memory(t.rows, t.row_bytes());
+  test::FaultyTier<InMemoryTier> tier(memory);
+  tier.delay = std::chrono::milliseconds(30);
+  tier.fail_batches = {3};
+  PrefetcherT<decltype(tier), TypeParam> prefetcher(tier, {.max_batch_rows = 3, .slots = 2});
+  using Batch = typename decltype(prefetcher)::Batch;
+  const std::vector<int64_t> ids = {1, 2, 3};
+  const auto expected = test::reference_rows(t, ids);
+  for (int trial = 0; trial < 8; ++trial) {
+    SCOPED_TRACE("trial " + std::to_string(trial));
+    const auto ticket = prefetcher.submit(ids);
+    std::latch both_waiting(2);
+    std::atomic<int> finished{0};
+    std::optional<Batch> batches[2];
+    std::string errors[2];
+    auto waiter = [&](int w) {
+      both_waiting.arrive_and_wait();
+      try {
+        batches[w].emplace(prefetcher.wait(ticket));
+      } catch (const Error& e) {
+        errors[w] = e.what();
+      }
+      finished.fetch_add(1);
+    };
+    std::thread a(waiter, 0), b(waiter, 1);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (finished.load() < 2 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    if (finished.load() < 2) {  // a thread blocked forever cannot be joined: stop here
+      std::fprintf(stderr, "FAILED: trial %d: a second wait() on one ticket never returned\n",
+                   trial);
+      std::abort();
+    }
+    a.join();
+    b.join();
+    const int served = static_cast<int>(batches[0].has_value()) + batches[1].has_value();
+    int fetch_errors = 0, misuse_errors = 0;
+    for (const std::string& e : errors) {
+      fetch_errors += e.find("injected fault in batch") != std::string::npos;
+      misuse_errors += e.find("ticket was already waited for") != std::string::npos;
+    }
+    EXPECT_EQ(misuse_errors, 1) << errors[0] << " | " << errors[1];
+    EXPECT_EQ(served + fetch_errors, 1) << "the ticket was served " << served << " times";
+    EXPECT_EQ(fetch_errors, trial == 3 ? 1 : 0);
+    for (const auto& batch : batches) {
+      if (batch) {
+        EXPECT_TRUE(std::equal(batch->rows().begin(), batch->rows().end(), expected.begin()));
+      }
+    }
+    EXPECT_EQ(prefetcher.free_slots(), 2 - served);
+    batches[0].reset();
+    batches[1].reset();
+    EXPECT_EQ(prefetcher.free_slots(), 2);
+  }
+  EXPECT_EQ(tier.calls(), 8);  // one fetch per ticket
+}
+
 REGISTER_TYPED_TEST_SUITE_P(PrefetchPolicyTest, StagesReferenceRowsForPrefillAndDecode,
                             ErrorReachesTheWaitOfItsBatchOnly, MisuseIsNamed,
                             DestructionWithWorkInFlightIsClean, ReadyReportsBackgroundProgress,
-                            ProducerAndConsumerThreadsShareAPrefetcher);
+                            ProducerAndConsumerThreadsShareAPrefetcher,
+                            ConcurrentWaitsOnOneTicketServeItOnce);
 using Policies = ::testing::Types<prefetch::Synchronous, prefetch::Asynchronous>;
 INSTANTIATE_TYPED_TEST_SUITE_P(PrefetchPolicy, PrefetchPolicyTest, Policies);
 

@@ -28,4 +28,12 @@ if(TARGET engram::xxhash)
   endif()
   engram_add_test(remote_tier_test tiers/remote_tier_test.cpp LIBS ${_engram_remote_libs}
                   LABELS threads)
+
+  # Tables go to a folder of the build tree, not TMPDIR (often a tmpfs): the O_DIRECT path runs
+  # where the filesystem supports it, and the tests assert that it does (tier_test_support.hpp).
+  foreach(name packed_table_test cached_tier_test tier_conformance_test tier_fault_test
+               prefetch_test tier_alloc_test tiered_layer_test remote_tier_test safetensors_tier_test)
+    target_compile_definitions(${name}
+                               PRIVATE ENGRAM_TEST_SCRATCH_DIR="${PROJECT_BINARY_DIR}/tests/scratch")
+  endforeach()
 endif()

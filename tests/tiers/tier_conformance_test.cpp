@@ -4,6 +4,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <memory>
 #include <set>
 #include <string>
@@ -271,8 +272,17 @@ TEST(DirectIOTier, DescribesItsMode) {
   EXPECT_THAT(b.describe(), HasSubstr("pread x3 threads"));
   EXPECT_THAT(b.describe(), HasSubstr(t.packed_path));
 
+  // kAuto uses O_DIRECT exactly where the filesystem serves it (probed independently, in the
+  // scratch folder of the build tree: a real filesystem, not a tmpfs TMPDIR).
+  const bool supported = test::direct_io_supported(test::shared_scratch().path());
   DirectIOTier a(t.packed_path);
-  EXPECT_THAT(a.describe(), HasSubstr(a.direct() ? "O_DIRECT" : "refuses O_DIRECT"));
+  EXPECT_EQ(a.direct(), supported) << a.describe();
+  EXPECT_THAT(a.describe(), HasSubstr(supported ? "O_DIRECT" : "refuses O_DIRECT"));
+#ifdef ENGRAM_TEST_SCRATCH_DIR
+  EXPECT_EQ(t.packed_path.rfind(ENGRAM_TEST_SCRATCH_DIR, 0), 0u) << t.packed_path;
+#endif
+  std::printf("[ info     ] O_DIRECT %s in %s\n", supported ? "supported" : "NOT supported",
+              test::shared_scratch().path().c_str());
 #if ENGRAM_HAVE_URING
   if (a.reader().uses_uring()) {
     EXPECT_THAT(a.describe(), HasSubstr("io_uring queue depth 128"));

@@ -4,6 +4,7 @@
 // batches or sleeps).
 #pragma once
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -32,15 +34,25 @@
 
 namespace engram::test {
 
-/// A directory under the test temp dir, removed with everything in it on destruction.
+/// Where scratch directories go: ENGRAM_TEST_SCRATCH_DIR (tests/tiers/tests.cmake sets it to a
+/// folder of the build tree, so that the tier tests read a real filesystem, as a user's tables do,
+/// and not a tmpfs TMPDIR), else $TMPDIR, else /tmp.
+inline std::filesystem::path scratch_root() {
+#ifdef ENGRAM_TEST_SCRATCH_DIR
+  return ENGRAM_TEST_SCRATCH_DIR;
+#else
+  const char* base = std::getenv("TMPDIR");
+  return base != nullptr && *base ? base : "/tmp";
+#endif
+}
+
+/// A directory under scratch_root(), removed with everything in it on destruction.
 class ScratchDir {
  public:
   explicit ScratchDir(const std::string& tag) {
     static std::atomic<int> counter{0};
-    const char* base = std::getenv("TMPDIR");
-    path_ = std::filesystem::path(base != nullptr && *base ? base : "/tmp") /
-            ("engram_" + tag + "_" + std::to_string(::getpid()) + "_" +
-             std::to_string(counter.fetch_add(1)));
+    path_ = scratch_root() / ("engram_" + tag + "_" + std::to_string(::getpid()) + "_" +
+                              std::to_string(counter.fetch_add(1)));
     std::filesystem::create_directories(path_);
   }
   ScratchDir(const ScratchDir&) = delete;
@@ -50,10 +62,34 @@ class ScratchDir {
     std::filesystem::remove_all(path_, ignored);
   }
   std::string file(const std::string& name) const { return (path_ / name).string(); }
+  const std::filesystem::path& path() const noexcept { return path_; }
 
  private:
   std::filesystem::path path_;
 };
+
+/// Whether the filesystem of `dir` serves O_DIRECT reads: a 4 KiB file written there, opened with
+/// O_DIRECT and read back through an aligned buffer (independent of the tiers under test).
+inline bool direct_io_supported(const std::filesystem::path& dir) {
+  const std::string path = (dir / "o_direct_probe").string();
+  {
+    const std::string page(4096, 'x');
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    ENGRAM_CHECK(fd >= 0 && ::write(fd, page.data(), page.size()) == 4096 && ::fsync(fd) == 0, path,
+                 ": cannot write the O_DIRECT probe");
+    ::close(fd);
+  }
+  const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC);
+  bool ok = false;
+  if (fd >= 0) {
+    void* buffer = std::aligned_alloc(4096, 4096);
+    ok = buffer != nullptr && ::pread(fd, buffer, 4096, 0) == 4096;
+    std::free(buffer);
+    ::close(fd);
+  }
+  ::unlink(path.c_str());
+  return ok;
+}
 
 /// A row layout to test: codec, values per row, rows in the table.
 struct RowCase {

@@ -383,6 +383,24 @@ TEST(OpenTable, ParsesTheFileSchemeAndNamesMistakes) {
               HasSubstr("/nonexistent/t.engram"));
 }
 
+// cache_mb is MiB shifted into bytes: a value past the bound is an error naming the parameter, not
+// a signed overflow that wraps to a negative capacity (which used to open with no cache at all).
+TEST(OpenTable, CacheMbBeyondTheBoundIsNamed) {
+  const Golden g("demo_b", scratch());
+  for (const std::string value :
+       {"1073741825", "8796093022208", "9223372036854775807", "17592186044416"}) {
+    SCOPED_TRACE("cache_mb=" + value);
+    const std::string uri = "file:" + g.packed + "?cache_mb=" + value;
+    EXPECT_THAT(error_of([&] { open_table(uri); }),
+                HasSubstr("table URI '" + uri + "': parameter 'cache_mb' must be at most " +
+                          "1073741824, found '" + value + "'"));
+  }
+  EXPECT_THAT(error_of([&] { open_table("file:" + g.packed + "?cache_mb=99999999999999999999"); }),
+              HasSubstr("'cache_mb' must be a non-negative integer"));
+  EXPECT_THAT(error_of([&] { parse_memcached_uri("memcached://127.0.0.1:1?cache_mb=1073741825"); }),
+              HasSubstr("cache_mb must be an integer in [0, 1073741824]"));
+}
+
 TEST(TieredMemory, TierErrorsReachTheBatchThatHitThem) {
   const Golden g("demo_b", scratch());
   OpenedTable opened = open_table(g.packed);

@@ -32,7 +32,8 @@
 // - Destruction with batches in flight is clean: batches not started are dropped, the running one
 //   completes, the worker is joined. Batch objects must be destroyed before their prefetcher.
 // - Thread safety: submit/wait/ready/stats may be called from any threads; the tier is only ever
-//   called by one thread at a time (the worker, or the caller of wait() for Synchronous).
+//   called by one thread at a time (the worker, or the caller of wait() for Synchronous). A ticket
+//   is waited for once: a second wait() on it, even concurrent with the first, throws.
 //   TSan-clean (tests/tiers/prefetch_test.cpp runs under -fsanitize=thread in CI).
 #pragma once
 
@@ -209,6 +210,7 @@ class PrefetcherT {
     std::copy(ids.begin(), ids.end(), slot.ids.begin());
     slot.count = static_cast<int64_t>(ids.size());
     slot.sequence = ++sequence_;
+    slot.claimed = false;
     slot.state = State::kQueued;
     if constexpr (Policy::kAsynchronous) {
       queue_[(queue_head_ + queue_size_) % queue_.size()] = free_slot;
@@ -231,6 +233,11 @@ class PrefetcherT {
   Batch wait(const Ticket& ticket) {
     std::unique_lock lock(mutex_);
     Slot& slot = checked_slot(ticket);
+    // The first wait() claims the ticket; a concurrent second one is misuse, named here (it would
+    // otherwise get the same batch and release the slot twice, or sleep forever).
+    ENGRAM_CHECK(!slot.claimed, "prefetcher: ticket was already waited for (another thread is ",
+                 "waiting for it; each ticket is waited for once)");
+    slot.claimed = true;
     if constexpr (!Policy::kAsynchronous) {
       if (slot.state == State::kQueued) {
         slot.state = State::kRunning;
@@ -283,6 +290,7 @@ class PrefetcherT {
   struct Slot {
     State state = State::kFree;
     uint64_t sequence = 0;
+    bool claimed = false;      // a wait() for the current ticket has begun
     std::vector<int64_t> ids;  // capacity max_batch_rows, first `count` valid
     int64_t count = 0;
     detail::IoBuffer staging;

@@ -38,6 +38,9 @@ struct MemcachedOptions {
   int retry_timeout_s = 2;
 };
 
+/// Largest cache_mb a table URI may give (1 PiB; every scheme): keeps `cache_mb << 20` in range.
+inline constexpr int64_t kMaxCacheMb = int64_t{1} << 30;
+
 /// A parsed memcached:// URI.
 struct MemcachedUri {
   std::vector<MemcachedServer> servers;
@@ -107,7 +110,7 @@ inline MemcachedUri parse_memcached_uri(std::string_view uri) {
       ENGRAM_CHECK(!value.empty(), where, ": fallback is empty");
       out.fallback = std::string(value);
     } else if (key == "cache_mb") {
-      out.cache_mb = parse_int(value, "cache_mb", 0, int64_t{1} << 30);
+      out.cache_mb = parse_int(value, "cache_mb", 0, kMaxCacheMb);
     } else if (key == "connect_timeout_ms") {
       out.options.connect_timeout_ms =
           static_cast<int>(parse_int(value, "connect_timeout_ms", 1, 600000));

@@ -96,12 +96,16 @@ inline std::pair<std::string, std::map<std::string, std::string>> parse_table_qu
   return {path, params};
 }
 
+/// A non-negative integer parameter of at most `max`; errors name the URI, the parameter and the
+/// bound.
 inline int64_t parse_table_integer(const std::string& value, std::string_view key,
-                                   std::string_view uri) {
+                                   std::string_view uri, int64_t max) {
   int64_t v = 0;
   const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
   ENGRAM_CHECK(ec == std::errc() && end == value.data() + value.size() && v >= 0, "table URI '",
                uri, "': parameter '", key, "' must be a non-negative integer, found '", value, "'");
+  ENGRAM_CHECK(v <= max, "table URI '", uri, "': parameter '", key, "' must be at most ", max,
+               ", found '", value, "'");
   return v;
 }
 
@@ -117,7 +121,7 @@ inline OpenedTable open_file_table(std::string_view uri, const TableOpenOptions&
   std::string io = "direct";
   for (const auto& [key, value] : params) {
     if (key == "cache_mb") {
-      cache_bytes = detail::parse_table_integer(value, key, uri) << 20;
+      cache_bytes = detail::parse_table_integer(value, key, uri, kMaxCacheMb) << 20;
     } else if (key == "io") {
       ENGRAM_CHECK(value == "direct" || value == "buffered" || value == "mmap", "table URI '", uri,
                    "': parameter 'io' must be direct, buffered or mmap, found '", value, "'");
