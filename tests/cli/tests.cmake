@@ -3,6 +3,10 @@ if(TARGET engram_cli)
   engram_add_test(cli_test cli/cli_test.cpp LIBS engram::tokenizer)
   target_compile_definitions(cli_test PRIVATE ENGRAM_CLI_PATH="$<TARGET_FILE:engram_cli>")
   add_dependencies(cli_test engram_cli)
+  # demo on configs with fewer than three heads per order.
+  engram_add_test(demo_cli_test cli/demo_cli_test.cpp)
+  target_compile_definitions(demo_cli_test PRIVATE ENGRAM_CLI_PATH="$<TARGET_FILE:engram_cli>")
+  add_dependencies(demo_cli_test engram_cli)
   # pack, forward --table, bench-offload (the memory-tier commands).
   engram_add_test(tier_cli_test cli/tier_cli_test.cpp)
   target_compile_definitions(tier_cli_test PRIVATE ENGRAM_CLI_PATH="$<TARGET_FILE:engram_cli>")
