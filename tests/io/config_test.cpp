@@ -109,7 +109,7 @@ TEST(ConfigTest, EachFaultNamesTheField) {
   EXPECT_THAT(error_of(json::array()), HasSubstr("must be a JSON object"));
 }
 
-// Sizes whose derived products ((N-1)*H, memory width, table values) would overflow int64 are
+// Sizes whose derived products ((N-1)*H, memory width, projections) would overflow int64 are
 // rejected before any product is formed, naming the field and its bound. The first two were
 // accepted when (N-1)*H wrapped around: 2 * 2^62 wraps to INT64_MIN (width "small"), 4 * 2^62 to 0.
 TEST(ConfigTest, HugeSizesAreRejectedBeforeTheyOverflow) {
@@ -138,9 +138,6 @@ TEST(ConfigTest, HugeSizesAreRejectedBeforeTheyOverflow) {
       {"quant_block",
        {{"variant", "fused"}, {"head_dim", 64}, {"quant_block", 128}},
        "'quant_block' must be in [1, head_dim = 64]"},
-      {"table",
-       {{"engram_vocab_size", json::array({kHuge - 1, 1009})}},
-       "'engram_vocab_size' entry 4611686018427387903 times 4 heads times 16 values"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
