@@ -363,17 +363,20 @@ int demo(int argc, char** argv) {
   std::vector<std::pair<int64_t, std::pair<int64_t, int64_t>>> ranked;
   for (const auto& [key, count] : bigrams) ranked.push_back({count, key});
   std::sort(ranked.rbegin(), ranked.rend());
-  std::printf("   most frequent bigrams and their 2-gram rows (head 0..2 of %lld):\n",
-              static_cast<long long>(config.n_head_per_ngram));
+  // Columns 0..H-1 are the 2-gram heads (orders outer, heads inner): show up to three of them.
+  const int64_t shown = std::min<int64_t>(3, config.n_head_per_ngram);
+  std::printf("   most frequent bigrams and their 2-gram rows (head 0..%lld of %lld):\n",
+              static_cast<long long>(shown - 1), static_cast<long long>(config.n_head_per_ngram));
   for (size_t i = 0; i < std::min<size_t>(5, ranked.size()); ++i) {
     const int64_t t = first_position[ranked[i].second];
     std::string text;
     for (char c : tokenizer.decode({ids.data() + t - 1, 2}))
       text += c == '\n' ? std::string("\\n") : std::string(1, c);
-    std::printf(
-        "   %8lld x %-18s -> rows %lld %lld %lld\n", static_cast<long long>(ranked[i].first),
-        ("\"" + text + "\"").c_str(), static_cast<long long>(rows[t * cols + 0]),
-        static_cast<long long>(rows[t * cols + 1]), static_cast<long long>(rows[t * cols + 2]));
+    std::printf("   %8lld x %-18s -> rows", static_cast<long long>(ranked[i].first),
+                ("\"" + text + "\"").c_str());
+    for (int64_t head = 0; head < shown; ++head)
+      std::printf(" %lld", static_cast<long long>(rows[t * cols + head]));
+    std::printf("\n");
   }
   // How concentrated the accesses are (what a hot-row cache can exploit), for head 0 of order 2.
   std::map<int64_t, int64_t> row_hits;

@@ -7,10 +7,12 @@
 #include <gtest/gtest.h>
 
 #include <limits>
+#include <memory>
 #include <random>
 
 #include "hashing/hashing_test_data.hpp"
 #include "hashing/ngram_hasher_conformance.hpp"
+#include "support/error_of.hpp"
 
 namespace engram {
 namespace test {
@@ -70,6 +72,33 @@ TEST(NgramHasherGolden, SharedGoldenFacts) {
   EXPECT_EQ(h.num_columns(), 8);
   EXPECT_EQ(std::vector<int64_t>(h.multipliers().begin(), h.multipliers().end()),
             (std::vector<int64_t>{29055444938695, 56284491166079, 54183298291715}));
+}
+
+// The hasher owns its compression table: the README's quick start builds it from a table that
+// goes out of scope (the layer holds the hasher by shared_ptr). The table is overwritten before it
+// is freed, so a hasher that only viewed it gives wrong ids even where the freed memory is still
+// readable (and ASan reports the read after free).
+TEST(NgramHasherGolden, OwnsItsTableAfterTheSourceIsGone) {
+  const test::GoldenCase g = test::load_golden("shared_small_l15");
+  std::shared_ptr<const NgramHasher> copied, shared;
+  {
+    std::vector<int64_t> table = g.lookup;
+    copied = std::make_shared<const NgramHasher>(g.config, table, g.layer_id);
+    auto owned = std::make_shared<std::vector<int64_t>>(g.lookup);
+    shared = std::make_shared<const NgramHasher>(
+        g.config, std::shared_ptr<const std::vector<int64_t>>(owned), g.layer_id);
+    std::fill(table.begin(), table.end(), int64_t{7});
+  }
+  for (const auto* h : {copied.get(), shared.get()}) {
+    std::vector<int64_t> out(g.hash_ids.size());
+    h->hash(g.ids, g.batch, g.seqlen, out);
+    EXPECT_EQ(out, g.hash_ids);
+    EXPECT_EQ(h->lookup_size(), static_cast<int64_t>(g.lookup.size()));
+  }
+  EXPECT_THAT(test::error_of([&] {
+                NgramHasher(g.config, std::shared_ptr<const std::vector<int64_t>>(), g.layer_id);
+              }),
+              HasSubstr("NgramHasher: the compression table (lookup) is null"));
 }
 
 /// A NumpyMultiplyXor policy for layer 15 of an N-order, H-head config, built directly.

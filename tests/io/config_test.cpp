@@ -87,7 +87,7 @@ TEST(ConfigTest, EachFaultNamesTheField) {
       {"mistyped", "/max_ngram_size", "3", "'max_ngram_size' must be an integer"},
       {"float", "/hc_mult", 4.0, "'hc_mult' must be an integer"},
       {"ngram_too_small", "/max_ngram_size", 1, "'max_ngram_size' must be at least 2"},
-      {"nonpositive", "/hidden_size", 0, "'hidden_size' must be positive"},
+      {"nonpositive", "/hidden_size", 0, "'hidden_size' must be in [1, 16777216], found 0"},
       {"heads_divide", "/n_head_per_ngram", 5, "must be divisible by 'n_head_per_ngram'"},
       {"vocab_len", "/engram_vocab_size", json::array({1009}), "must have max_ngram_size - 1"},
       {"vocab_type", "/engram_vocab_size", "big", "integer or an array"},
@@ -107,6 +107,55 @@ TEST(ConfigTest, EachFaultNamesTheField) {
     EXPECT_THAT(msg, HasSubstr(c.expected));
   }
   EXPECT_THAT(error_of(json::array()), HasSubstr("must be a JSON object"));
+}
+
+// Sizes whose derived products ((N-1)*H, memory width, projections) would overflow int64 are
+// rejected before any product is formed, naming the field and its bound. The first two were
+// accepted when (N-1)*H wrapped around: 2 * 2^62 wraps to INT64_MIN (width "small"), 4 * 2^62 to 0.
+TEST(ConfigTest, HugeSizesAreRejectedBeforeTheyOverflow) {
+  constexpr int64_t kHuge = int64_t{1} << 62;
+  struct Case {
+    const char* name;
+    json patch;
+    const char* expected;
+  };
+  const std::vector<Case> cases = {
+      {"demo_heads",
+       {{"n_head_per_ngram", kHuge}, {"n_embed_per_ngram", kHuge}},
+       "'n_head_per_ngram' must be in [1, 16777216], found 4611686018427387904"},
+      {"fused_heads",
+       {{"variant", "fused"},
+        {"max_ngram_size", 5},
+        {"engram_vocab_size", 1009},
+        {"head_dim", 32},
+        {"n_head_per_ngram", kHuge}},
+       "'n_head_per_ngram' must be in [1, 16777216]"},
+      {"embed", {{"n_embed_per_ngram", kHuge}}, "'n_embed_per_ngram' must be in [1, 16777216]"},
+      {"head_dim", {{"variant", "fused"}, {"head_dim", kHuge}}, "'head_dim' must be in [1, "},
+      {"hidden", {{"hidden_size", kHuge}}, "'hidden_size' must be in [1, 16777216]"},
+      {"hc_mult", {{"hc_mult", kHuge}}, "'hc_mult' must be in [1, 256]"},
+      {"kernel", {{"kernel_size", kHuge}}, "'kernel_size' must be in [1, 1024]"},
+      {"quant_block",
+       {{"variant", "fused"}, {"head_dim", 64}, {"quant_block", 128}},
+       "'quant_block' must be in [1, head_dim = 64]"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    auto j = demo_json();
+    j.update(c.patch);
+    const std::string msg = error_of(j);
+    EXPECT_THAT(msg, HasSubstr("cfg.json"));
+    EXPECT_THAT(msg, HasSubstr(c.expected));
+  }
+  // The bounds themselves are accepted.
+  auto j = demo_json();
+  j.update({{"n_head_per_ngram", 1},
+            {"n_embed_per_ngram", 1 << 22},
+            {"hc_mult", 256},
+            {"kernel_size", 1024},
+            {"max_ngram_size", 3}});
+  const auto c = EngramConfig::from_json(j, "cfg.json");
+  EXPECT_EQ(c.memory_dim(), 2 * (1 << 22));
 }
 
 TEST(ConfigTest, FileErrorsNameTheFile) {

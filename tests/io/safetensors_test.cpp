@@ -3,10 +3,13 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "support/test_data.hpp"
@@ -64,7 +67,50 @@ TEST_F(SafetensorsTest, RoundTripKeepsNamesDtypesShapesValuesAndMetadata) {
   EXPECT_EQ(f.at("empty").numel(), 0);
   EXPECT_EQ(f.metadata().at("layer_id"), "15");
   EXPECT_EQ(f.find("nope"), nullptr);
-  EXPECT_FALSE(std::filesystem::exists(p + ".tmp"));
+  for (const auto& e : std::filesystem::directory_iterator(std::filesystem::path(p).parent_path()))
+    EXPECT_EQ(e.path().filename().string().find("round.safetensors.tmp"), std::string::npos);
+}
+
+// Writers of one path at once (the demo and mini_model share a cache directory): each write
+// completes, the file left loads and holds one writer's whole tensor, and no temporary remains.
+// With one fixed "<path>.tmp" the writers truncated each other's temporary and all but the first
+// rename failed.
+TEST_F(SafetensorsTest, ConcurrentWritersOfOnePathLeaveOneCompleteFile) {
+  const std::filesystem::path dir = path("concurrent");
+  std::filesystem::create_directories(dir);
+  const std::string p = (dir / "shared.safetensors").string();
+  constexpr int kWriters = 4;
+  constexpr size_t kValues = size_t{1} << 18;  // 1 MiB per tensor: the writes overlap
+  for (int round = 0; round < 5; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    std::mutex mutex;
+    std::vector<std::string> errors;
+    std::vector<std::thread> threads;
+    for (int w = 0; w < kWriters; ++w)
+      threads.emplace_back([&, w] {
+        const std::vector<float> values(kValues, static_cast<float>(w));
+        const std::vector<TensorWrite> ts = {tensor_write<float>(
+            "values", {static_cast<int64_t>(kValues)}, std::span<const float>(values))};
+        try {
+          save_safetensors(p, ts, {{"writer", std::to_string(w)}});
+        } catch (const std::exception& e) {
+          const std::lock_guard<std::mutex> lock(mutex);
+          errors.push_back(e.what());
+        }
+      });
+    for (auto& t : threads) t.join();
+    EXPECT_TRUE(errors.empty()) << errors.front();
+    const SafetensorsFile f(p);
+    const int writer = std::stoi(f.metadata().at("writer"));
+    const auto values = f.at("values").as<float>();
+    ASSERT_EQ(values.size(), kValues);
+    EXPECT_EQ(std::count(values.begin(), values.end(), static_cast<float>(writer)),
+              static_cast<std::ptrdiff_t>(kValues));
+    std::vector<std::string> entries;
+    for (const auto& e : std::filesystem::directory_iterator(dir))
+      entries.push_back(e.path().filename().string());
+    EXPECT_EQ(entries, std::vector<std::string>{"shared.safetensors"});
+  }
 }
 
 TEST_F(SafetensorsTest, ReadsTheOracleGoldenFile) {

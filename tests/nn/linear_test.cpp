@@ -94,9 +94,14 @@ void check_panel_kernel(W (*convert)(float)) {
         detail::pack_panels(w.data(), out, in, packed.data());
         const int64_t ldy = out + 2, p_begin = panels > 1 ? 1 : 0;
         std::vector<float> fast(rows * ldy, 77.0f), ref(rows * ldy, 77.0f);
-        // chunk 12: x in passes of 12 rows (the default fits L2: hundreds of rows).
-        detail::panel_product(x.data(), rows, packed.data(), in, out, fast.data(), ldy, p_begin,
-                              panels, /*chunk=*/12);
+        // chunk 12: x in passes of 12 rows (the default fits L2: hundreds of rows), packed in two
+        // calls (pass 0, then the rest) as threads share the packing.
+        constexpr int64_t kChunk = 12;
+        std::vector<float> xp(static_cast<size_t>(detail::packed_x_size<float>(rows, in)));
+        detail::pack_passes(x.data(), rows, in, kChunk, 0, 1, xp.data());
+        detail::pack_passes(x.data(), rows, in, kChunk, 1, (rows + kChunk - 1) / kChunk, xp.data());
+        detail::panel_product(x.data(), xp.data(), rows, packed.data(), in, out, fast.data(), ldy,
+                              p_begin, panels, kChunk);
         detail::panel_product_reference(x.data(), rows, packed.data(), in, out, ref.data(), ldy,
                                         p_begin, panels);
         std::vector<float> dense(rows * out);  // the spec on the unpacked W

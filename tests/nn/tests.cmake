@@ -8,6 +8,11 @@ foreach(_engram_nn_test rms_norm linear gate short_conv bf16_native_linear)
     target_compile_options(nn_${_engram_nn_test}_test PRIVATE -Wno-maybe-uninitialized -Wno-uninitialized -Wno-array-bounds)
   endif()
 endforeach()
+# forward when aligned operator new fails (a replacement in this executable only).
+engram_add_test(nn_linear_alloc_test nn/linear_alloc_test.cpp)
+if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13)
+  target_compile_options(nn_linear_alloc_test PRIVATE -Wno-maybe-uninitialized -Wno-uninitialized -Wno-array-bounds)
+endif()
 # The large-product path of LinearT runs on OpenBLAS when engram::blas exists: test that build.
 if(TARGET engram::blas)
   target_link_libraries(nn_linear_test PRIVATE engram::blas)

@@ -6,7 +6,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "engram/memory/codec.hpp"
@@ -215,6 +217,9 @@ TEST_F(PackedTableTest, AbandonedPackLeavesNoFileAndKeepsTheOldOne) {
   }  // destroyed before finish(): as if the process was interrupted
   EXPECT_FALSE(std::filesystem::exists(path));
   EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+  for (const auto& e :
+       std::filesystem::directory_iterator(std::filesystem::path(path).parent_path()))
+    EXPECT_EQ(e.path().filename().string().find("abandoned.engram.tmp"), std::string::npos);
 
   // A good file at the path survives an abandoned re-pack untouched.
   test::write_packed(path, t.info, t.rows);
@@ -226,6 +231,39 @@ TEST_F(PackedTableTest, AbandonedPackLeavesNoFileAndKeepsTheOldOne) {
   EXPECT_EQ(read_file(path), good);
   PackedTableFile reopened(path);
   reopened.verify_pages();
+}
+
+// Packs of one path at once each finish, and leave one complete, verifiable table and no
+// temporaries (they once shared "<path>.tmp": truncated each other's bytes, failed to rename).
+TEST_F(PackedTableTest, ConcurrentPacksOfOnePathLeaveOneCompleteTable) {
+  const TestTable& t = test::test_table(test::row_cases()[1]);
+  const std::filesystem::path dir = dir_.file("concurrent");
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "shared.engram").string();
+  for (int round = 0; round < 3; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    std::mutex mutex;
+    std::vector<std::string> errors;
+    std::vector<std::thread> threads;
+    for (int w = 0; w < 4; ++w)
+      threads.emplace_back([&] {
+        try {
+          test::write_packed(path, t.info, t.rows, 4 << 10);
+        } catch (const std::exception& e) {
+          const std::lock_guard<std::mutex> lock(mutex);
+          errors.push_back(e.what());
+        }
+      });
+    for (auto& th : threads) th.join();
+    EXPECT_TRUE(errors.empty()) << errors.front();
+    PackedTableFile table(path);
+    table.verify_pages();
+    EXPECT_EQ(read_file(path).size(), static_cast<size_t>(table.layout().file_bytes));
+    std::vector<std::string> entries;
+    for (const auto& e : std::filesystem::directory_iterator(dir))
+      entries.push_back(e.path().filename().string());
+    EXPECT_EQ(entries, std::vector<std::string>{"shared.engram"});
+  }
 }
 
 TEST_F(PackedTableTest, WriterRejectsWrongRowCounts) {

@@ -37,8 +37,9 @@
 // policy: AVX-512 with 8 heads per vector when compiled with AVX512DQ, specialised for N <= 5 and
 // H <= 16, else a portable division-free scalar loop). The tests hold all of them equal.
 //
-// Ownership and threads: the hasher keeps a non-owning view of `lookup`, which must outlive it;
-// everything else is copied at construction. All const member functions are thread-safe.
+// Ownership and threads: the hasher owns everything it reads: it copies `lookup` (about 1 MB for
+// a 128k-token vocabulary) or shares the vector passed by shared_ptr, and copies the rest; copies
+// of a hasher share the table. All const member functions are thread-safe.
 // Example:
 //
 //   engram::NgramHasher hasher(config, lookup, /*layer_id=*/15);
@@ -51,6 +52,7 @@
 #include <concepts>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <ranges>
 #include <span>
 #include <string>
@@ -335,17 +337,24 @@ class NgramHasherT {
 
   /// @param config   the model's Engram config (hashing fields: engram_vocab_size, max_ngram_size,
   ///                 n_head_per_ngram, layer_ids, pad_id, seed)
-  /// @param lookup   compression table, tokenizer id -> compressed id (>= 0); must outlive the
-  /// hasher
+  /// @param lookup   compression table, tokenizer id -> compressed id (>= 0); copied
   /// @param layer_id the transformer layer, one of config.layer_ids
   NgramHasherT(const EngramConfig& config, std::span<const int64_t> lookup, int64_t layer_id)
-      : lookup_(validated(config, lookup, layer_id)),
+      : NgramHasherT(config,
+                     std::make_shared<const std::vector<int64_t>>(lookup.begin(), lookup.end()),
+                     layer_id) {}
+
+  /// As above, sharing ownership of `lookup` (not null) instead of copying it.
+  NgramHasherT(const EngramConfig& config, std::shared_ptr<const std::vector<int64_t>> lookup,
+               int64_t layer_id)
+      : lookup_owner_(std::move(lookup)),
+        lookup_(validated(config, lookup_owner_.get(), layer_id)),
         layer_id_(layer_id),
         max_ngram_size_(config.max_ngram_size),
         heads_(config.n_head_per_ngram),
         columns_(config.num_columns()),
-        compressed_vocab_size_(checked_compressed_vocab_size(lookup)),
-        pad_compressed_id_(lookup[static_cast<size_t>(config.pad_id)]),
+        compressed_vocab_size_(checked_compressed_vocab_size(lookup_)),
+        pad_compressed_id_(lookup_[static_cast<size_t>(config.pad_id)]),
         primes_(engram_layer_primes(config, layer_id)),
         policy_(NgramHashContext{config, layer_id, compressed_vocab_size_, primes_}) {}
 
@@ -448,7 +457,9 @@ class NgramHasherT {
 
   /// Checks everything the hasher depends on before any member is computed from it.
   static std::span<const int64_t> validated(const EngramConfig& config,
-                                            std::span<const int64_t> lookup, int64_t layer_id) {
+                                            const std::vector<int64_t>* table, int64_t layer_id) {
+    ENGRAM_CHECK(table != nullptr, "NgramHasher: the compression table (lookup) is null");
+    const std::span<const int64_t> lookup(*table);
     detail::check_hashing_config(config, "NgramHasher");
     config.require_layer(layer_id, "NgramHasher");
     ENGRAM_CHECK(config.pad_id >= 0 && config.pad_id < static_cast<int64_t>(lookup.size()),
@@ -577,6 +588,7 @@ class NgramHasherT {
     std::copy(next.begin(), next.end(), history);
   }
 
+  std::shared_ptr<const std::vector<int64_t>> lookup_owner_;  ///< the table lookup_ views
   std::span<const int64_t> lookup_;
   int64_t layer_id_;
   int64_t max_ngram_size_;

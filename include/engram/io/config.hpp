@@ -62,18 +62,25 @@ struct EngramConfig {
     detail::fail(source, ": layer ", layer, " is not in layer_ids [", list, "]");
   }
 
-  /// Checks ranges and consistency; throws naming `source` and the field.
+  /// Bound on the widths (H, n_embed_per_ngram, head_dim, hidden_size) and on the memory width.
+  static constexpr int64_t kMaxWidth = int64_t{1} << 24;
+
+  /// Checks ranges and consistency; throws naming `source` and the field. Every field is bounded
+  /// before any product of fields is formed, so that every derived size ((N-1)*H, memory_dim, the
+  /// projections' (hc+1)*d*memory_dim) fits in int64. Table sizes (engram_vocab_size, < 2^62) are
+  /// checked where a table is built or loaded: hashing alone accepts the reference's full range.
   void validate(const std::string& source) const {
-    auto positive = [&](int64_t v, const char* field) {
-      ENGRAM_CHECK(v > 0, source, ": field '", field, "' must be positive, found ", v);
+    auto in_range = [&](int64_t v, const char* field, int64_t hi, const char* hi_name = "") {
+      ENGRAM_CHECK(v >= 1 && v <= hi, source, ": field '", field, "' must be in [1, ", hi_name, hi,
+                   "], found ", v);
     };
     ENGRAM_CHECK(max_ngram_size >= 2, source, ": field 'max_ngram_size' must be at least 2, found ",
                  max_ngram_size);
     ENGRAM_CHECK(max_ngram_size <= 64, source, ": field 'max_ngram_size' of ", max_ngram_size,
                  " is unreasonably large (at most 64)");
-    positive(n_head_per_ngram, "n_head_per_ngram");
-    positive(hidden_size, "hidden_size");
-    positive(hc_mult, "hc_mult");
+    in_range(n_head_per_ngram, "n_head_per_ngram", kMaxWidth);
+    in_range(hidden_size, "hidden_size", kMaxWidth);
+    in_range(hc_mult, "hc_mult", 256);
     ENGRAM_CHECK(static_cast<int64_t>(engram_vocab_size.size()) == max_ngram_size - 1, source,
                  ": field 'engram_vocab_size' must have max_ngram_size - 1 = ", max_ngram_size - 1,
                  " entries, found ", engram_vocab_size.size());
@@ -91,22 +98,22 @@ struct EngramConfig {
     }
     ENGRAM_CHECK(pad_id >= 0, source, ": field 'pad_id' must be non-negative, found ", pad_id);
     if (variant == Variant::kDemo) {
-      positive(n_embed_per_ngram, "n_embed_per_ngram");
-      positive(kernel_size, "kernel_size");
+      in_range(n_embed_per_ngram, "n_embed_per_ngram", kMaxWidth);
+      in_range(kernel_size, "kernel_size", 1024);
       ENGRAM_CHECK(n_embed_per_ngram % n_head_per_ngram == 0, source,
                    ": field 'n_embed_per_ngram' (", n_embed_per_ngram,
                    ") must be divisible by 'n_head_per_ngram' (", n_head_per_ngram, ")");
     } else {
-      positive(head_dim, "head_dim");
-      positive(quant_block, "quant_block");
+      in_range(head_dim, "head_dim", kMaxWidth);
+      in_range(quant_block, "quant_block", head_dim, "head_dim = ");
       ENGRAM_CHECK(head_dim % quant_block == 0, source, ": field 'head_dim' (", head_dim,
                    ") must be divisible by 'quant_block' (", quant_block, ")");
       ENGRAM_CHECK(rms_norm_eps > 0 && rms_norm_eps < 1, source,
                    ": field 'rms_norm_eps' must be in (0, 1), found ", rms_norm_eps);
     }
-    int64_t width = 0;
-    ENGRAM_CHECK(!__builtin_mul_overflow(num_columns(), row_dim(), &width) && width < (1 << 24),
-                 source, ": memory width (N-1)*H*row_dim is unreasonably large");
+    // From here on the products below cannot overflow: N - 1 <= 63, H and row_dim <= 2^24.
+    ENGRAM_CHECK(memory_dim() <= kMaxWidth, source, ": memory width (max_ngram_size - 1) * ",
+                 "n_head_per_ngram * row_dim = ", memory_dim(), " must be at most ", kMaxWidth);
   }
 
   /// Reads and validates a config object; `source` names it in errors (usually the file path).

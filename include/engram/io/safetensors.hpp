@@ -14,9 +14,10 @@
 // - The mapping is read-only and shared: TensorViews borrow from the SafetensorsFile, which must
 // outlive them.
 //   The file is never copied (tables of many GB map in O(1)).
-// - save_safetensors writes to "<path>.tmp" and renames, so an interrupted write never leaves a
-// file that loads. Thread safety: a SafetensorsFile is immutable after construction; concurrent
-// reads are safe.
+// - save_safetensors writes a unique "<path>.tmp.XXXXXX", fsyncs it and renames it over <path>
+// (detail::AtomicFile), so an interrupted write never leaves a file that loads and concurrent
+// writers of one path never mix their bytes (the last rename wins). Thread safety: a
+// SafetensorsFile is immutable after construction; concurrent reads are safe.
 #pragma once
 
 #include <fcntl.h>
@@ -31,7 +32,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -44,6 +44,7 @@
 #include <utility>
 #include <vector>
 
+#include "engram/detail/posix_file.hpp"
 #include "engram/error.hpp"
 
 namespace engram {
@@ -444,8 +445,8 @@ TensorWrite tensor_write(std::string name, std::vector<int64_t> shape, std::span
   return {std::move(name), dtype_of<T>(), std::move(shape), std::as_bytes(data)};
 }
 
-/// Writes `tensors` in order, atomically (temporary file + rename). Throws on I/O errors or when
-/// a tensor's byte count does not match its shape and dtype.
+/// Writes `tensors` in order, atomically (unique temporary file, fsync, rename). Throws on I/O
+/// errors or when a tensor's byte count does not match its shape and dtype.
 inline void save_safetensors(const std::string& path, std::span<const TensorWrite> tensors,
                              const std::map<std::string, std::string>& metadata = {}) {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
@@ -471,25 +472,13 @@ inline void save_safetensors(const std::string& path, std::span<const TensorWrit
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');
 
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    ENGRAM_CHECK(out.good(), tmp, ": cannot open for writing: ", std::strerror(errno));
-    uint64_t len = text.size();
-    if constexpr (std::endian::native == std::endian::big) len = __builtin_bswap64(len);
-    out.write(reinterpret_cast<const char*>(&len), 8);
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    for (const auto& t : tensors)
-      out.write(reinterpret_cast<const char*>(t.bytes.data()),
-                static_cast<std::streamsize>(t.bytes.size()));
-    out.flush();
-    ENGRAM_CHECK(out.good(), tmp, ": write failed: ", std::strerror(errno));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    std::remove(tmp.c_str());
-    detail::fail(path, ": cannot rename from ", tmp, ": ", std::strerror(err));
-  }
+  detail::AtomicFile file(path);
+  uint64_t len = text.size();
+  if constexpr (std::endian::native == std::endian::big) len = __builtin_bswap64(len);
+  file.write(&len, 8);
+  file.write(text.data(), static_cast<int64_t>(text.size()));
+  for (const auto& t : tensors) file.write(t.bytes.data(), static_cast<int64_t>(t.bytes.size()));
+  file.commit();
 }
 
 }  // namespace engram

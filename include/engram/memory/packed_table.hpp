@@ -34,9 +34,10 @@
 //
 // Guarantees:
 // - PackedTableWriter streams: it holds one chunk of pages (8 MiB by default) and the checksum
-//   table (8 bytes per 4 KiB page, 0.2 % of the table), never the table itself. It writes
-//   "<path>.tmp", fsyncs it, renames it to <path> and fsyncs the directory, so an interrupted pack
-//   never leaves a file at <path> that loads (and an existing <path> is replaced only on success).
+//   table (8 bytes per 4 KiB page, 0.2 % of the table), never the table itself. It writes a unique
+//   "<path>.tmp.XXXXXX", fsyncs it, renames it to <path> and fsyncs the directory
+//   (detail::AtomicFile), so an interrupted pack never leaves a file at <path> that loads, an
+//   existing <path> is replaced only on success, and concurrent packs of one path do not mix.
 // - PackedTableFile validates on open: magic, version, header size and checksum, JSON metadata,
 //   layout arithmetic, exact file size (truncation and trailing bytes), footer and checksum-table
 //   checksums. Every failure is an engram::Error naming the file and what was wrong. Pages are not
@@ -58,11 +59,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <filesystem>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <span>
 #include <sstream>
 #include <string>
@@ -336,14 +337,13 @@ class FileMapping {
 ///   writer.finish();                          // fsync + rename: only now does the file exist
 class PackedTableWriter {
  public:
-  /// @param path      final file name; "<path>.tmp" is written meanwhile
+  /// @param path      final file name; a unique "<path>.tmp.XXXXXX" is written meanwhile
   /// @param info      validated metadata (PackedTableInfo::make)
   /// @param progress  called after each written chunk (at most every `progress_interval_s`) and
   ///                  once from finish(); may be empty
   PackedTableWriter(std::string path, PackedTableInfo info, PackProgressFn progress = {},
                     double progress_interval_s = 0.5, int64_t chunk_bytes = int64_t{8} << 20)
       : path_(std::move(path)),
-        temp_path_(path_ + ".tmp"),
         info_(std::move(info)),
         progress_(std::move(progress)),
         progress_interval_s_(progress_interval_s),
@@ -357,33 +357,21 @@ class PackedTableWriter {
     chunk_ = detail::IoBuffer(chunk_pages_ * layout_.page_bytes);
     checksums_.reserve(static_cast<size_t>(layout_.num_pages));
 
-    fd_ = detail::FileDescriptor(
-        ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    ENGRAM_CHECK(fd_.valid(), temp_path_, ": cannot create: ", detail::errno_text(errno));
     std::vector<std::byte> header = detail::encode_packed_header(layout_, json_);
     header.resize(static_cast<size_t>(layout_.data_offset));
-    try {
-      detail::write_all(fd_.get(), header.data(), static_cast<int64_t>(header.size()), temp_path_);
-    } catch (...) {
-      fd_.reset();  // a throwing constructor runs no destructor: clean up here
-      ::unlink(temp_path_.c_str());
-      throw;
-    }
+    // A member: if the write below throws, its destructor removes the temporary.
+    file_.emplace(path_);
+    file_->write(header.data(), static_cast<int64_t>(header.size()));
   }
   PackedTableWriter(const PackedTableWriter&) = delete;
   PackedTableWriter& operator=(const PackedTableWriter&) = delete;
 
-  /// Removes the temporary file unless finish() succeeded.
-  ~PackedTableWriter() {
-    if (!finished_) {
-      fd_.reset();
-      ::unlink(temp_path_.c_str());
-    }
-  }
+  /// Removes the temporary file unless finish() succeeded (AtomicFile's destructor).
+  ~PackedTableWriter() = default;
 
   const PackedTableInfo& info() const noexcept { return info_; }
   const PackedLayout& layout() const noexcept { return layout_; }
-  const std::string& temp_path() const noexcept { return temp_path_; }
+  const std::string& temp_path() const noexcept { return file_->temp_path(); }
   int64_t rows_written() const noexcept { return rows_done_; }
 
   /// Appends whole row records (data bytes then scale bytes), in row order.
@@ -440,17 +428,10 @@ class PackedTableWriter {
     detail::store_le64(footer + 32, detail::load_le64(header.data() + 120));
     detail::store_le64(footer + 40, static_cast<uint64_t>(layout_.file_bytes));
     detail::store_le64(footer + 56, detail::xxh3_64(footer, 56));
-    detail::write_all(fd_.get(), table.data(), static_cast<int64_t>(table.size()), temp_path_);
-    detail::write_all(fd_.get(), footer, PackedFormat::kFooterBytes, temp_path_);
-
-    ENGRAM_CHECK(::fsync(fd_.get()) == 0, temp_path_,
-                 ": fsync failed: ", detail::errno_text(errno));
-    const int close_result = ::close(fd_.release());
-    ENGRAM_CHECK(close_result == 0, temp_path_, ": close failed: ", detail::errno_text(errno));
-    ENGRAM_CHECK(::rename(temp_path_.c_str(), path_.c_str()) == 0, path_, ": cannot rename ",
-                 temp_path_, " to it: ", detail::errno_text(errno));
+    file_->write(table.data(), static_cast<int64_t>(table.size()));
+    file_->write(footer, PackedFormat::kFooterBytes);
+    file_->commit();  // fsync, rename, fsync the directory
     finished_ = true;
-    sync_directory();
     report_progress(true);
   }
 
@@ -481,7 +462,7 @@ class PackedTableWriter {
       checksums_.push_back(
           detail::xxh3_64(chunk_.data() + p * layout_.page_bytes, layout_.page_bytes, page_index));
     }
-    detail::write_all(fd_.get(), chunk_.data(), pages * layout_.page_bytes, temp_path_);
+    file_->write(chunk_.data(), pages * layout_.page_bytes);
     bytes_written_ += pages * layout_.page_bytes;
     std::memset(chunk_.data(), 0, static_cast<size_t>(pages * layout_.page_bytes));
     page_in_chunk_ = 0;
@@ -508,21 +489,14 @@ class PackedTableWriter {
     progress_(p);
   }
 
-  void sync_directory() const {
-    std::filesystem::path dir = std::filesystem::path(path_).parent_path();
-    if (dir.empty()) dir = ".";
-    detail::FileDescriptor d(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (d.valid()) ::fsync(d.get());  // best effort: some filesystems refuse directory fsync
-  }
-
-  std::string path_, temp_path_;
+  std::string path_;
   PackedTableInfo info_;
   std::string json_;
   PackedLayout layout_;
   PackProgressFn progress_;
   double progress_interval_s_;
   std::chrono::steady_clock::time_point start_, last_progress_;
-  detail::FileDescriptor fd_;
+  std::optional<detail::AtomicFile> file_;  // the temporary, renamed to path_ by finish()
   detail::IoBuffer chunk_;
   int64_t chunk_pages_ = 1;
   int64_t page_in_chunk_ = 0;

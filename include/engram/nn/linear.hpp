@@ -11,10 +11,11 @@
 //     panels of 64 W rows stored [in][64] (one sequential stream per thread; each k step is one
 //     broadcast of x per row and four panel loads, no horizontal sums). Register blocks of 6 x
 //     rows x 64 columns; the panels split over the threads; x taken in L2-sized passes of rows,
-//     each register block's rows interleaved so its broadcasts walk one stream, with every panel
-//     streaming once past each pass. One kernel from decode (1 row: bandwidth-bound, one pass
-//     over W) to prefill (measured here at or above OpenBLAS's sgemm with 2 threads, and 1.3-1.7x
-//     the widen-then-sgemm path for bf16 weights; bench/layer BM_StackedProjection*).
+//     packed once (each register block's rows interleaved so its broadcasts walk one stream) and
+//     shared by the threads, with every panel streaming once past each pass. One kernel from decode
+//     (1 row: bandwidth-bound, one pass over W) to prefill (measured here at or above OpenBLAS's
+//     sgemm with 2 threads, and 1.3-1.7x the widen-then-sgemm path for bf16 weights; bench/layer
+//     BM_StackedProjection*).
 //   double, or builds without AVX-512: one GEMM, OpenBLAS sgemm/dgemm when built with
 //     engram::blas (ENGRAM_HAVE_BLAS; OpenBLAS set to one thread, called by each kernel thread on
 //     its block of W rows), else Eigen's product (row-major operands, no transposed copy of W;
@@ -29,9 +30,10 @@
 // thread count is process-wide in OpenBLAS).
 // Not guaranteed: bitwise equality between kernels, thread counts or builds (summation order
 // differs; all match reference::linear to float rounding). Eigen and OpenBLAS may allocate their
-// GEMM blocking buffers per call (large shapes); the panel kernel packs each pass of x rows into a
-// per-thread grow-only buffer, so it allocates only when a call needs a larger pass than any
-// earlier call on that thread (at most kChunkBytes).
+// GEMM blocking buffers per call (large shapes); the panel kernel packs x once per call, before the
+// threads start, into a grow-only buffer of the calling thread (as many bytes as x), so it
+// allocates only when a call has more rows * in than any earlier call on that thread, and an
+// allocation failure is a std::bad_alloc thrown by forward.
 //
 // Example: engram::LinearT<float, engram::BFloat16> proj(bf16_weight, out, in, f32_bias);
 #pragma once
@@ -115,8 +117,8 @@ inline void for_each_block(int64_t rows, const Body& body) {
   }
 }
 
-// x rows [rows, in] into xp (each thread packs its own copy of a pass), each register block's rows
-// interleaved [in][count], blocks back to back (the block at row r starts at xp + r * in).
+// x rows [rows, in] (one pass) into xp, each register block's rows interleaved [in][count], blocks
+// back to back (the block at row r starts at xp + r * in).
 inline void pack_blocks(const float* x, int64_t rows, int64_t in, float* xp) noexcept {
   for_each_block(rows, [&](int64_t r0, int64_t count) {
     float* dst = xp + r0 * in;
@@ -205,34 +207,60 @@ constexpr int64_t chunk_rows(int64_t in) noexcept {
   return std::max<int64_t>(6, kChunkBytes / (in * static_cast<int64_t>(sizeof(Scalar))) / 6 * 6);
 }
 
-/// The calling thread's buffer for packed passes of x (grow-only: no allocation in the steady
-/// state), one for every weight type.
-inline AlignedBuffer<float>& pass_buffer() noexcept {
-  thread_local AlignedBuffer<float> buffer;
-  return buffer;
+/// Values of x as panel_product reads them: rows * in with the vector kernel (x packed by
+/// pack_passes), else 0 (the plain loops read x itself).
+template <class Scalar>
+constexpr int64_t packed_x_size(int64_t rows, int64_t in) noexcept {
+  return kHasPanelKernel<Scalar> ? rows * in : 0;
 }
 
-/// chunk: x rows per pass (0: chunk_rows<Scalar>(in)).
-template <class Scalar, class W>
-void panel_product(const Scalar* x, int64_t rows, const W* packed, int64_t in, int64_t out,
-                   Scalar* y, int64_t ldy, int64_t p_begin, int64_t p_end,
-                   int64_t chunk = 0) noexcept {
+/// Packs the passes [pass_begin, pass_end) of x [rows, in] into xp (packed_x_size values), each
+/// pass of `chunk` rows as pack_blocks lays it out, the pass at row r at xp + r * in. Nothing to
+/// do without the vector kernel. Distinct passes may be packed concurrently.
+template <class Scalar>
+void pack_passes(const Scalar* x, int64_t rows, int64_t in, int64_t chunk, int64_t pass_begin,
+                 int64_t pass_end, float* xp) noexcept {
 #if ENGRAM_HAVE_AVX512
   if constexpr (std::is_same_v<Scalar, float>) {
-    if (chunk <= 0) chunk = chunk_rows<Scalar>(in);
-    float* xp = pass_buffer().ensure(static_cast<size_t>(std::min(chunk, rows) * in));
-    for (int64_t r = 0; r < rows; r += chunk) {
-      const int64_t count = std::min(chunk, rows - r);
-      pack_blocks(x + r * in, count, in, xp);
-      for (int64_t p = p_begin; p < p_end; ++p)
-        panel_rows(xp, count, packed + p * in * kPanelColumns, in, y + r * ldy + p * kPanelColumns,
-                   ldy, std::min(kPanelColumns, out - p * kPanelColumns));
+    for (int64_t pass = pass_begin; pass < pass_end; ++pass) {
+      const int64_t r = pass * chunk;
+      pack_blocks(x + r * in, std::min(chunk, rows - r), in, xp + r * in);
     }
     return;
   }
 #endif
-  (void)chunk;
+  (void)x, (void)rows, (void)in, (void)chunk, (void)pass_begin, (void)pass_end, (void)xp;
+}
+
+/// panel_product_reference's contract with x given twice: `x` itself and `xp`, x packed by
+/// pack_passes with the same `chunk` (x rows per pass, e.g. chunk_rows<Scalar>(in)). The vector
+/// kernel reads xp, one pass at a time against every panel in [p_begin, p_end); the plain loops
+/// read x. Allocates nothing: the caller packs x once and threads share it.
+template <class Scalar, class W>
+void panel_product(const Scalar* x, const float* xp, int64_t rows, const W* packed, int64_t in,
+                   int64_t out, Scalar* y, int64_t ldy, int64_t p_begin, int64_t p_end,
+                   int64_t chunk) noexcept {
+#if ENGRAM_HAVE_AVX512
+  if constexpr (std::is_same_v<Scalar, float>) {
+    for (int64_t r = 0; r < rows; r += chunk) {
+      const int64_t count = std::min(chunk, rows - r);
+      for (int64_t p = p_begin; p < p_end; ++p)
+        panel_rows(xp + r * in, count, packed + p * in * kPanelColumns, in,
+                   y + r * ldy + p * kPanelColumns, ldy,
+                   std::min(kPanelColumns, out - p * kPanelColumns));
+    }
+    return;
+  }
+#endif
+  (void)xp, (void)chunk;
   panel_product_reference(x, rows, packed, in, out, y, ldy, p_begin, p_end);
+}
+
+/// The calling thread's buffer for x packed by pack_passes (grow-only: no allocation in the steady
+/// state), one for every weight type.
+inline AlignedBuffer<float>& packed_x_buffer() noexcept {
+  thread_local AlignedBuffer<float> buffer;
+  return buffer;
 }
 
 }  // namespace detail
@@ -309,10 +337,18 @@ class LinearT {
     if (rows <= 0) return;
     if (native_bf16()) return forward_native(x, rows, y, add_bias);
     if constexpr (detail::kHasPanelKernel<Scalar>) {
-      // Split the packed panels (64 W rows each) over the threads.
+      // x packed once (the buffer grows here, outside the kernels: an allocation failure throws
+      // to the caller), its passes split over the threads; then the packed panels (64 W rows
+      // each) split over the threads, every thread reading every pass.
+      const int64_t chunk = detail::chunk_rows<Scalar>(in_);
+      float* xp = detail::packed_x_buffer().ensure(
+          static_cast<size_t>(detail::packed_x_size<Scalar>(rows, in_)));
+      detail::parallel_for((rows + chunk - 1) / chunk, 1, [&](int64_t begin, int64_t end, int) {
+        detail::pack_passes(x, rows, in_, chunk, begin, end, xp);
+      });
       const Weight* packed = packed_->data();
       detail::parallel_for(detail::panel_count(out_), 2, [&](int64_t begin, int64_t end, int) {
-        detail::panel_product(x, rows, packed, in_, out_, y, out_, begin, end);
+        detail::panel_product(x, xp, rows, packed, in_, out_, y, out_, begin, end, chunk);
       });
     } else if constexpr (std::is_same_v<Weight, Scalar>) {
       gemm(x, rows, weight_.data(), out_, y);

@@ -62,7 +62,8 @@ void parallel_for(int64_t n, int64_t grain, const Body& body) {
 }
 
 /// Grow-only scratch storage: `ensure(n)` returns at least n uninitialised elements, reallocating
-/// only when n exceeds every earlier request (so a reused buffer stops allocating).
+/// only when n exceeds every earlier request (so a reused buffer stops allocating); throws
+/// std::bad_alloc (aligned operator new) when it cannot.
 template <class T>
 class AlignedBuffer {
  public:
@@ -71,9 +72,8 @@ class AlignedBuffer {
   T* ensure(size_t n) {
     if (n > capacity_) {
       const size_t bytes = (n * sizeof(T) + kAlignment - 1) / kAlignment * kAlignment;
-      void* p = std::aligned_alloc(kAlignment, bytes);
-      if (p == nullptr) throw std::bad_alloc();
-      data_.reset(static_cast<T*>(p));
+      // operator new: failures are std::bad_alloc, and replacements of it see these buffers.
+      data_.reset(static_cast<T*>(::operator new (bytes, std::align_val_t{kAlignment})));
       capacity_ = n;
     }
     return data_.get();
@@ -84,7 +84,7 @@ class AlignedBuffer {
 
  private:
   struct Free {
-    void operator()(T* p) const noexcept { std::free(p); }
+    void operator()(T* p) const noexcept { ::operator delete (p, std::align_val_t{kAlignment}); }
   };
   std::unique_ptr<T, Free> data_;
   size_t capacity_ = 0;

@@ -1,6 +1,7 @@
 // engram/memory/tiers/detail/io.hpp: small POSIX helpers shared by the packed-table reader/writer,
-// the page readers and the tiers: an owned file descriptor, page-aligned buffers, full reads and
-// writes that retry EINTR and short transfers, thread-safe errno text, little-endian fields.
+// the page readers and the tiers: page-aligned buffers, full reads that retry EINTR and short
+// transfers, little-endian fields (the descriptor, errno text and full writes are in the core's
+// engram/detail/posix_file.hpp).
 //
 // Internal (engram::detail): no stability promise. Thread safety: the free functions are reentrant;
 // FileDescriptor and IoBuffer are plain owners (not synchronised).
@@ -21,6 +22,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "engram/detail/posix_file.hpp"
 #include "engram/error.hpp"
 
 namespace engram::detail {
@@ -32,47 +34,6 @@ inline constexpr int64_t kIoAlignment = 4096;
 constexpr int64_t align_up(int64_t value, int64_t alignment) noexcept {
   return (value + alignment - 1) / alignment * alignment;
 }
-
-/// strerror text of `error` (thread-safe; works with both strerror_r flavours).
-inline std::string errno_text(int error) {
-  char buffer[256] = {};
-  auto result = strerror_r(error, buffer, sizeof buffer);
-  if constexpr (std::is_same_v<decltype(result), char*>) {
-    return result;
-  } else {
-    return result == 0 ? std::string(buffer) : "errno " + std::to_string(error);
-  }
-}
-
-/// Owns a file descriptor; closes it on destruction.
-class FileDescriptor {
- public:
-  FileDescriptor() = default;
-  explicit FileDescriptor(int fd) noexcept : fd_(fd) {}
-  FileDescriptor(FileDescriptor&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  FileDescriptor& operator=(FileDescriptor&& other) noexcept {
-    if (this != &other) {
-      reset();
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  FileDescriptor(const FileDescriptor&) = delete;
-  FileDescriptor& operator=(const FileDescriptor&) = delete;
-  ~FileDescriptor() { reset(); }
-
-  int get() const noexcept { return fd_; }
-  bool valid() const noexcept { return fd_ >= 0; }
-  /// Gives up ownership (the caller closes the descriptor).
-  int release() noexcept { return std::exchange(fd_, -1); }
-  void reset() noexcept {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 /// A zero-initialised buffer whose start is aligned to `alignment` and whose size is rounded up to
 /// it (what O_DIRECT and io_uring fixed buffers need).
@@ -130,20 +91,6 @@ inline void pread_exact(int fd, void* buffer, int64_t length, int64_t offset,
                offset, "): ", errno_text(r.error));
   ENGRAM_CHECK(r.bytes == length, path, ": truncated: ", what, " needs ", length,
                " bytes at offset ", offset, ", only ", r.bytes, " present");
-}
-
-/// Writes all `length` bytes (retrying EINTR and partial writes) or throws naming `path`.
-inline void write_all(int fd, const void* buffer, int64_t length, const std::string& path) {
-  const auto* in = static_cast<const char*>(buffer);
-  int64_t done = 0;
-  while (done < length) {
-    const ssize_t n = ::write(fd, in + done, static_cast<size_t>(length - done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      fail(path, ": write failed after ", done, " of ", length, " bytes: ", errno_text(errno));
-    }
-    done += n;
-  }
 }
 
 /// Size of an open file in bytes, or throws naming `path`.
