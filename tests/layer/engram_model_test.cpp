@@ -165,6 +165,37 @@ TEST(V41Hashing, CumulativeRuleMatchesSpecChunkedAndReference) {
   EXPECT_TRUE(std::equal(tail.begin(), tail.end(), whole.begin() + 154 * cols));
 }
 
+TEST(V41Hashing, ImageRunsAtStartMiddleAndEndMatchTheOracle) {
+  // tests/data/v41/dead_runs.safetensors: the oracle's V41Hash (make_dead_runs.py) on golden/model
+  const SafetensorsFile golden(kData + "dead_runs.safetensors");
+  const std::vector<int64_t> ids = golden.read_int64("input_ids");
+  const int64_t B = golden.at("input_ids").shape[0], T = golden.at("input_ids").shape[1];
+  const EngramModel model = EngramModel::open(kData + "golden/model", {.lookup = kLookup});
+  const std::vector<uint8_t> live = model.live_mask(ids);
+  for (int64_t layer_id : model.layer_ids()) {
+    SCOPED_TRACE("layer " + std::to_string(layer_id));
+    const FusedEngramLayer& layer = model.layer(layer_id);
+    const std::vector<int64_t> expected =
+        golden.read_int64("hash_ids_layer" + std::to_string(layer_id));
+    std::vector<int64_t> whole(expected.size());
+    layer.hash_tokens(ids, B, T, whole, {}, live);
+    EXPECT_EQ(whole, expected);
+    std::vector<FusedEngramLayer::State> states;  // one token at a time, as decoding
+    for (int64_t b = 0; b < B; ++b) states.push_back(layer.make_state());
+    const int64_t cols = layer.num_columns();
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t b = 0; b < B; ++b) {
+        FusedEngramLayer::State* state = &states[b];
+        std::vector<int64_t> step(cols);
+        layer.hash_tokens(std::span<const int64_t>(ids).subspan(b * T + t, 1), 1, 1, step,
+                          std::span<FusedEngramLayer::State* const>(&state, 1),
+                          std::span<const uint8_t>(live).subspan(b * T + t, 1));
+        ASSERT_TRUE(std::equal(step.begin(), step.end(), expected.begin() + (b * T + t) * cols))
+            << "sequence " << b << " position " << t;
+      }
+  }
+}
+
 struct V41Case {
   std::string name;
   int64_t layer = 0;
