@@ -240,6 +240,15 @@ TEST_P(V41ModelGolden, HashIdsExactOutputsWithinBoundWholeAndChunked) {
       EngramModel::open(kData + k.name + "/model", {.lookup = kLookup, .layers = {k.layer}});
   const FusedEngramLayer& layer = model.layer(k.layer);
   ASSERT_TRUE(layer.has_fp8_projection());
+  {  // the threaded projection sums in the reference's order: equal bit for bit
+    const V41Projection& p = layer.fp8_projection();
+    std::vector<float> x(static_cast<size_t>(3 * p.in_features()));
+    for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.37f * static_cast<float>(i));
+    std::vector<float> fast(static_cast<size_t>(3 * p.out_features())), slow(fast.size());
+    p.forward(x.data(), 3, fast.data());
+    p.forward_reference(x.data(), 3, slow.data());
+    EXPECT_EQ(fast, slow);
+  }
   const std::vector<uint8_t> live = model.live_mask(k.input_ids);
   const int64_t B = k.batch, T = k.seq_len;
   const int64_t w = layer.hc_mult() * layer.hidden_size();

@@ -8,7 +8,9 @@
 //   quantize_activations_e4m3 (in place, per block of 32 values along the row):
 //     amax = max(max |x|, 1e-4); s = 2^ceil(log2(amax / 448)); x = e4m3_rne(x / s) * s
 // codes [out, in] row-major, scales [ceil(out / 32), ceil(in / 32)]; both are borrowed views (the
-// mapped checkpoint) that must outlive the object. Thread safety: const methods are reentrant.
+// mapped checkpoint) that must outlive the object. forward splits the outputs over the kernel
+// threads (detail::parallel_for) and equals forward_reference exactly. Thread safety: const methods
+// are reentrant.
 #pragma once
 
 #include <algorithm>
@@ -21,6 +23,7 @@
 
 #include "engram/error.hpp"
 #include "engram/memory/codec.hpp"
+#include "engram/nn/detail/eigen_support.hpp"
 
 namespace engram::fp8_fallback {
 
@@ -71,21 +74,31 @@ class Fp8BlockLinear {
   std::int64_t out_features() const noexcept { return out_; }
   std::int64_t in_features() const noexcept { return in_; }
 
-  void forward(const float* x, std::int64_t rows, float* y) const { forward_reference(x, rows, y); }
+  /// forward_reference's sums (same order), outputs split over the kernel threads.
+  void forward(const float* x, std::int64_t rows, float* y) const {
+    detail::parallel_for(out_, 16, [&](std::int64_t begin, std::int64_t end, int) {
+      for (std::int64_t t = 0; t < rows; ++t) {
+        const float* xt = x + t * in_;
+        for (std::int64_t o = begin; o < end; ++o) y[t * out_ + o] = dot(xt, o);
+      }
+    });
+  }
 
   void forward_reference(const float* x, std::int64_t rows, float* y) const {
     for (std::int64_t t = 0; t < rows; ++t) {
       const float* xt = x + t * in_;
-      for (std::int64_t o = 0; o < out_; ++o) {
-        const float* w = weights_.data() + o * in_;
-        float sum = 0.0f;
-        for (std::int64_t i = 0; i < in_; ++i) sum += xt[i] * w[i];
-        y[t * out_ + o] = sum;
-      }
+      for (std::int64_t o = 0; o < out_; ++o) y[t * out_ + o] = dot(xt, o);
     }
   }
 
  private:
+  float dot(const float* x, std::int64_t o) const noexcept {
+    const float* w = weights_.data() + o * in_;
+    float sum = 0.0f;
+    for (std::int64_t i = 0; i < in_; ++i) sum += x[i] * w[i];
+    return sum;
+  }
+
   std::span<const std::uint8_t> codes_, scales_;
   std::int64_t out_ = 0, in_ = 0;
   std::vector<float> weights_;
