@@ -6,7 +6,8 @@
 #   bench/compare_torch.sh [CONFIG] [THREADS] [T...]
 # Environment:
 #   BATCH=B          sequences per call (default 1; e.g. BATCH=32 with T=1 for batched decode)
-#   DTYPES="f32 bf16" dtypes to run (default f32; bf16 = bf16 weights/table in both)
+#   DTYPES="f32 bf16" dtypes to run (default f32; bf16 = bf16 weights/table in both; bf16-native =
+#                    engram's --dtype bf16-native, vdpbf16ps on AVX512-BF16 CPUs, against PyTorch bf16)
 #   ENGRAM_BIN=path  the engram executable (default build/bin/engram)
 #   PLOT=out.png     also write a tokens/s-vs-T plot (log-log) there
 set -euo pipefail
@@ -22,18 +23,18 @@ plot="${PLOT:-}"
 lookup=tests/data/tokenizer/deepseek_v3/lookup.safetensors
 data=$(mktemp)
 trap 'rm -f "$data"' EXIT
-printf "%-6s %-6s %-6s %14s %14s %8s\n" "dtype" "B" "T" "torch tok/s" "engram tok/s" "ratio"
+printf "%-11s %-6s %-6s %14s %14s %8s\n" "dtype" "B" "T" "torch tok/s" "engram tok/s" "ratio"
 for dtype in $dtypes; do
   for T in ${lengths[@]}; do
     reps=5; [ $(( batch * T )) -le 64 ] && reps=21
     torch=$(/usr/bin/python3 bench/torch_engram.py bench "$config" "$lookup" --seqlen "$T" \
-            --batch "$batch" --threads "$threads" --reps "$reps" --dtype "$dtype" |
+            --batch "$batch" --threads "$threads" --reps "$reps" --dtype "${dtype%-native}" |
             sed -n 's/.*tokens\/s \([0-9.]*\).*/\1/p')
     ours=$("$engram_bin" bench --config "$config" --lookup "$lookup" --seqlen "$T" \
            --batch "$batch" --threads "$threads" --reps "$reps" --dtype "$dtype" |
            sed -n 's/^tokens\/s \([0-9.]*\)$/\1/p')
     ratio=$(awk -v a="$ours" -v b="$torch" 'BEGIN{printf "%.2f", a/b}')
-    printf "%-6s %-6s %-6s %14s %14s %7sx\n" "$dtype" "$batch" "$T" "$torch" "$ours" "$ratio"
+    printf "%-11s %-6s %-6s %14s %14s %7sx\n" "$dtype" "$batch" "$T" "$torch" "$ours" "$ratio"
     echo "$dtype $T $torch $ours" >> "$data"
   done
 done

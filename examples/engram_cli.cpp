@@ -5,9 +5,10 @@
 //       --input IN.safetensors -o OUT.safetensors
 //   engram forward --config CFG.json --lookup LOOKUP.safetensors --weights W.safetensors
 //       [--prefix P] [--layer L] [--chunk K] [--table URI [--cache-mb M]] [--bf16-projection]
+//       [--bf16-compute]
 //       --input IN.safetensors -o OUT.safetensors
 //   engram bench --config CFG.json --lookup LOOKUP.safetensors [--batch B] [--seqlen T]
-//       [--threads N] [--dtype f32|bf16] [--layer L] [--reps R] [--cache-dir DIR]
+//       [--threads N] [--dtype f32|bf16|bf16-native] [--layer L] [--reps R] [--cache-dir DIR]
 //   engram demo --tokenizer TOKENIZER_JSON --corpus TOKENS.safetensors --config CFG.json
 //       [--tokens N]
 //   engram info --model DIR; engram hash|forward --model DIR ... (V4.1 as released:
@@ -143,7 +144,7 @@ int forward(int argc, char** argv) {
   const Args args(argc, argv, 2,
                   {"config", "lookup", "weights", "prefix", "layer", "chunk", "input", "output",
                    "table", "cache-mb"},
-                  {"bf16-projection"});
+                  {"bf16-projection", "bf16-compute"});
   if (!args.positional().empty()) throw UsageError("unexpected argument " + args.positional()[0]);
   const auto config = EngramConfig::load(args.str("config"));
   const auto table = CompressionTable::load(args.str("lookup"));
@@ -154,7 +155,8 @@ int forward(int argc, char** argv) {
   auto weights = std::make_shared<const SafetensorsFile>(args.str("weights"));
   const CheckpointOptions options{.prefix = args.str("prefix", ""),
                                   .table_in_tier = args.has("table"),
-                                  .bf16_projection = args.flag("bf16-projection")};
+                                  .bf16_projection = args.flag("bf16-projection"),
+                                  .bf16_compute = args.flag("bf16-compute")};
   std::optional<OpenedTable> rows_table;  // --table: the rows live there, not in the checkpoint
   if (args.has("table")) {
     rows_table.emplace(
@@ -228,7 +230,8 @@ int bench(int argc, char** argv) {
   const int64_t threads = args.integer("threads", 2, 1, 1024);
   const int reps = static_cast<int>(args.integer("reps", 5, 1, 1000));
   const std::string dtype = args.str("dtype", "f32");
-  if (dtype != "f32" && dtype != "bf16") throw UsageError("--dtype must be f32 or bf16");
+  if (dtype != "f32" && dtype != "bf16" && dtype != "bf16-native")
+    throw UsageError("--dtype must be f32, bf16 or bf16-native");
   const int64_t layer_id = args.integer("layer", config.layer_ids.front());
   config.require_layer(layer_id, args.str("config"));
   Eigen::setNbThreads(static_cast<int>(threads));
@@ -238,7 +241,7 @@ int bench(int argc, char** argv) {
       args.str("cache-dir", (std::filesystem::temp_directory_path() / "engram-bench").string());
   const std::string path = example::cached_random_checkpoint(
       cache_dir, config, hasher->primes(), layer_id,
-      dtype == "bf16" ? example::TableDtype::kBF16 : example::TableDtype::kF32);
+      dtype == "f32" ? example::TableDtype::kF32 : example::TableDtype::kBF16);
   auto file = std::make_shared<const SafetensorsFile>(path);
 
   std::mt19937_64 rng(1);
@@ -250,9 +253,11 @@ int bench(int argc, char** argv) {
       static_cast<size_t>(batch * seqlen * config.hc_mult * config.hidden_size));
   for (auto& h : hidden) h = normal(rng);
 
-  // bf16: bf16 table (demo; the fused table is FP8 either way) and bf16 projection weights.
+  // bf16: bf16 table (demo; the fused table is FP8 either way) and bf16 projection weights;
+  // bf16-native: the same, with activations rounded to bf16 and vdpbf16ps (AVX512-BF16 CPUs).
   CheckpointOptions options;
-  options.bf16_projection = dtype == "bf16";
+  options.bf16_projection = dtype != "f32";
+  options.bf16_compute = dtype == "bf16-native";
   double median = 0;
   if (config.variant == Variant::kFused) {
     median = time_forward(FusedEngramLayer::load(config, file, hasher, options), ids, hidden, batch,
@@ -418,8 +423,8 @@ const std::vector<Command>& commands() {
        }},
       {"forward",
        "forward --config CFG.json --lookup LOOKUP.safetensors --weights W.safetensors [--prefix P] "
-       "[--layer L] [--chunk K] [--table URI [--cache-mb M]] [--bf16-projection] --input "
-       "IN.safetensors -o OUT.safetensors\n  engram " +
+       "[--layer L] [--chunk K] [--table URI [--cache-mb M]] [--bf16-projection] [--bf16-compute] "
+       "--input IN.safetensors -o OUT.safetensors\n  engram " +
            std::string(kModelForwardUsage),
        [](int argc, char** argv) {
          return has_model_option(argc, argv, 2) ? model_forward(argc, argv) : forward(argc, argv);
@@ -437,7 +442,7 @@ const std::vector<Command>& commands() {
        push},
       {"bench",
        "bench --config CFG.json --lookup LOOKUP.safetensors [--batch B] [--seqlen T] [--threads N] "
-       "[--dtype f32|bf16] [--layer L] [--reps R] [--cache-dir DIR]",
+       "[--dtype f32|bf16|bf16-native] [--layer L] [--reps R] [--cache-dir DIR]",
        bench},
       {"demo",
        "demo --tokenizer TOKENIZER_JSON --corpus TOKENS.safetensors --config CFG.json [--tokens N] "

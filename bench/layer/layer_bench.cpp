@@ -340,14 +340,17 @@ BENCHMARK(BM_StackedProjection)
     ->UseRealTime();
 
 /// The same projection with bf16 weights (LinearBF16: half the weight bytes, f32 accumulation).
-/// args: T, threads.
+/// args: T, threads, native (1: Bf16Compute::kNative, x rounded to bf16 and vdpbf16ps where the
+/// CPU has AVX512-BF16; label "native" when it ran, "exact" otherwise).
 void BM_StackedProjectionBF16(benchmark::State& state) {
   const int64_t T = state.range(0);
   ThreadScope threads(static_cast<int>(state.range(1)));
   const LinearT<float>& f32 = demo_layer().projection().scalar_weights();
   std::vector<BFloat16> weight(f32.weight().size());
   detail::f32_to_bf16(f32.weight().data(), weight.data(), static_cast<int64_t>(weight.size()));
-  const LinearBF16 projection(weight, f32.out_features(), f32.in_features());
+  const LinearBF16 projection(weight, f32.out_features(), f32.in_features(), {},
+                              state.range(2) ? Bf16Compute::kNative : Bf16Compute::kExact);
+  state.SetLabel(projection.native_bf16() ? "native" : "exact");
   const auto e = random_vector(T * kMemoryDim, 15, 0.0f, 1.0f);
   std::vector<float> kv(T * projection.out_features());
   for (auto _ : state) {
@@ -363,11 +366,10 @@ void BM_StackedProjectionBF16(benchmark::State& state) {
       benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_StackedProjectionBF16)
-    ->ArgNames({"T", "threads"})
-    ->Args({2048, 2})
-    ->Args({32, 2})
-    ->Args({1, 1})
-    ->Args({1, 2})
+    ->ArgNames({"T", "threads", "native"})
+    ->ArgsProduct({{2048, 32, 1}, {2}, {0, 1}})
+    ->Args({1, 1, 0})
+    ->Args({1, 1, 1})
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 

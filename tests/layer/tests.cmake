@@ -24,6 +24,7 @@ engram_add_layer_test(layer_fused_engram_layer_test layer/fused_engram_layer_tes
 engram_add_layer_test(layer_token_front_end_test layer/token_front_end_test.cpp)
 engram_add_layer_test(layer_non_finite_test layer/non_finite_test.cpp)
 engram_add_layer_test(layer_bf16_projection_test layer/bf16_projection_test.cpp)
+engram_add_layer_test(layer_bf16_compute_test layer/bf16_compute_test.cpp)
 engram_add_layer_test(layer_engram_model_test layer/engram_model_test.cpp)
 # EngramModel builds the vocabulary compression from tokenizer.json (utf8proc, zlib).
 target_link_libraries(layer_engram_model_test PRIVATE engram::tokenizer)

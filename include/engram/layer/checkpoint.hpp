@@ -62,6 +62,11 @@ struct CheckpointOptions {
   /// (exact when the checkpoint holds BF16), half the bytes a decode step streams; products still
   /// accumulate in f32. Float layers only. The weights then hold kv_weight_bf16, not kv_weight.
   bool bf16_projection = false;
+  /// Native bf16 compute for that projection (implies bf16_projection): activations rounded to
+  /// bf16 and multiplied with vdpbf16ps, f32 accumulation, as PyTorch's bf16 Linear
+  /// (Bf16Compute::kNative) where the CPU has AVX512-BF16; elsewhere bf16_projection's exact
+  /// widening. Float layers only.
+  bool bf16_compute = false;
 };
 
 /// The table codecs a layer accepts: demo rows F32/BF16/F16; fused FP8 rows with E8M0 scales per
@@ -86,6 +91,7 @@ struct EngramWeightsT {
   std::vector<Scalar> conv_weight;       ///< short_conv.conv.weight, [hc * d, kernel_size]
   std::vector<Scalar> conv_norm;         ///< short_conv.norms.{i}.weight, [hc, d]
   std::vector<BFloat16> kv_weight_bf16;  ///< kv_weight in bf16 (bf16_projection; else empty)
+  bool bf16_compute = false;             ///< CheckpointOptions::bf16_compute
 };
 
 /// Weights of the fused V4.1-style module (FusedEngramLayerT).
@@ -98,6 +104,7 @@ struct FusedEngramWeightsT {
   std::vector<Scalar> q_weight;          ///< [hc, d]
   std::vector<Scalar> k_weight;          ///< [hc, d]
   std::vector<BFloat16> kv_weight_bf16;  ///< kv_weight in bf16 (bf16_projection; else empty)
+  bool bf16_compute = false;             ///< CheckpointOptions::bf16_compute
   /// FP8 wkv as released (V4.1): F8_E4M3 codes [(hc + 1) * d, m] and F8_E8M0 scales
   /// [ceil(out / 32), ceil(in / 32)], views into a mapped shard (then kv_weight is empty).
   std::span<const uint8_t> wkv_fp8 = {};
@@ -189,7 +196,9 @@ void read_projection(const SafetensorsFile& file, const EngramConfig& config,
                      Weights& w) {
   const int64_t rows = (config.hc_mult + 1) * config.hidden_size, m = config.memory_dim();
   const int64_t block = rows / static_cast<int64_t>(names.size());
-  if (options.bf16_projection) {
+  const bool bf16 = options.bf16_projection || options.bf16_compute;
+  w.bf16_compute = options.bf16_compute;
+  if (bf16) {
     ENGRAM_CHECK((std::is_same_v<Scalar, float>), file.path(),
                  ": CheckpointOptions::bf16_projection needs a float layer");
     w.kv_weight_bf16.resize(static_cast<size_t>(rows * m));
@@ -198,7 +207,7 @@ void read_projection(const SafetensorsFile& file, const EngramConfig& config,
   }
   for (size_t b = 0; b < names.size(); ++b) {
     const auto at = static_cast<size_t>(static_cast<int64_t>(b) * block * m);
-    if (options.bf16_projection)
+    if (bf16)
       read_dense_bf16(file, names[b], {block, m}, w.kv_weight_bf16, at);
     else
       read_dense(file, names[b], {block, m}, w.kv_weight, at);
@@ -383,7 +392,7 @@ FusedEngramWeightsT<Scalar> load_fused_engram_weights(const EngramConfig& config
   const int64_t hd = config.head_dim, qb = config.quant_block;
   if (options.table_in_tier) {
     FusedEngramWeightsT<Scalar> w{
-        config, file, detail::tier_table(config, options, file->path()), {}, {}, {}, {}, {},
+        config, file, detail::tier_table(config, options, file->path()), {}, {}, {}, {}, false, {},
         {},     {}};
     const std::string wkv[] = {p + "wkv.weight"};
     detail::read_projection<Scalar>(*file, config, options, wkv, w);
@@ -419,7 +428,7 @@ FusedEngramWeightsT<Scalar> load_fused_engram_weights(const EngramConfig& config
         detail::fail(file->path(), ": quant_block ", qb, " is not supported (16, 32, 64 or 128)");
     }
   };
-  FusedEngramWeightsT<Scalar> w{config, file, make_table(), {}, {}, {}, {}, {}, {}, {}};
+  FusedEngramWeightsT<Scalar> w{config, file, make_table(), {}, {}, {}, {}, false, {}, {}, {}};
   const std::string wkv[] = {p + "wkv.weight"};
   detail::read_projection<Scalar>(*file, config, options, wkv, w);
   detail::read_dense(*file, p + "q_weight", {hc, d}, w.q_weight);

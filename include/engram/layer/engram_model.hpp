@@ -90,7 +90,7 @@ FusedEngramWeightsT<Scalar> load_v41_engram_weights(const HfEngramConfig& hf,
                  " is not supported for the table (32, as released)");
     return detail::make_table<codec::Fp8E4M3T<32>>(embed, &scale, hd, std::move(column_rows));
   };
-  FusedEngramWeightsT<Scalar> w{config, nullptr, table(), {}, {}, {}, {}, {}, {}, {}};
+  FusedEngramWeightsT<Scalar> w{config, nullptr, table(), {}, {}, {}, {}, false, {}, {}, {}};
   if (!table_in_tier) w.file = dir.file_of(p + "embed.weight");
 
   const TensorView& wkv = dir.tensor(p + "wkv.weight");

@@ -46,8 +46,10 @@
 #include <cblas.h>
 #endif
 
+#include "engram/detail/cpu_features.hpp"
 #include "engram/detail/float16.hpp"
 #include "engram/error.hpp"
+#include "engram/nn/detail/bf16_linear_x86.hpp"
 #include "engram/nn/detail/eigen_support.hpp"
 
 namespace engram {
@@ -235,6 +237,16 @@ void panel_product(const Scalar* x, int64_t rows, const W* packed, int64_t in, i
 
 }  // namespace detail
 
+/// How LinearT<float, BFloat16> multiplies.
+enum class Bf16Compute {
+  /// bf16 weights widened exactly, f32 activations (the default and the fallback).
+  kExact,
+  /// x rounded to bf16, vdpbf16ps with f32 accumulation (PyTorch's bf16 Linear arithmetic, output
+  /// kept in f32) where the CPU has AVX512-BF16 (active_isa()); kExact elsewhere. Holds a second
+  /// packed copy of W (as many bytes again).
+  kNative,
+};
+
 /// A borrowed [out, in] weight and optional [out] bias.
 /// @tparam Scalar float or double (inputs, outputs, bias, accumulation).
 /// @tparam Weight weight storage: Scalar, or BFloat16 when Scalar is float.
@@ -269,14 +281,33 @@ class LinearT {
     }
   }
 
+  /// bf16 weights with the given arithmetic (Bf16Compute::kNative packs W for vdpbf16ps when the
+  /// CPU has AVX512-BF16).
+  LinearT(std::span<const Weight> weight, int64_t out_features, int64_t in_features,
+          std::span<const Scalar> bias,
+          Bf16Compute compute) requires std::is_same_v<Weight, BFloat16>
+      : LinearT(weight, out_features, in_features, bias) {
+    if (compute == Bf16Compute::kNative && best_isa() >= Isa::kAvx512Bf16) {
+      auto pairs = std::make_shared<detail::AlignedBuffer<std::uint16_t>>();
+      detail::bf16n::pack_pair_panels(
+          reinterpret_cast<const std::uint16_t*>(weight.data()), out_, in_,
+          pairs->ensure(static_cast<size_t>(detail::bf16n::packed_size(out_, in_))));
+      native_ = std::move(pairs);
+    }
+  }
+
   int64_t in_features() const noexcept { return in_; }
   int64_t out_features() const noexcept { return out_; }
+  /// Whether forward runs the native bf16 kernel (kNative on an AVX512-BF16 CPU, not capped by
+  /// set_isa_limit / ENGRAM_ISA).
+  bool native_bf16() const noexcept { return native_ && active_isa() >= Isa::kAvx512Bf16; }
   std::span<const Weight> weight() const noexcept { return weight_; }
   std::span<const Scalar> bias() const noexcept { return bias_; }
 
   /// y = x W^T (+ b when `add_bias` and a bias exists). x [rows, in], y [rows, out]; no aliasing.
   void forward(const Scalar* x, int64_t rows, Scalar* y, bool add_bias = true) const {
     if (rows <= 0) return;
+    if (native_bf16()) return forward_native(x, rows, y, add_bias);
     if constexpr (detail::kHasPanelKernel<Scalar>) {
       // Split the packed panels (64 W rows each) over the threads.
       const Weight* packed = packed_->data();
@@ -333,8 +364,34 @@ class LinearT {
     ym.noalias() = xm * wm.transpose();
   }
 
+  // Bf16Compute::kNative: x rows rounded to bf16 into a per-thread buffer, then the vdpbf16ps
+  // panel kernel (bias added at the store).
+  void forward_native(const Scalar* x, int64_t rows, Scalar* y, bool add_bias) const {
+#if ENGRAM_FP8_X86
+    if constexpr (std::is_same_v<Scalar, float>) {
+      const int64_t ldx = detail::bf16n::padded_in(in_);
+      thread_local detail::AlignedBuffer<std::uint16_t> buffer;
+      std::uint16_t* xb = buffer.ensure(static_cast<size_t>(rows * ldx));
+      for (int64_t r = 0; r < rows; ++r) {
+        detail::f32_to_bf16(x + r * in_, xb + r * ldx, in_);
+        if (ldx > in_) xb[r * ldx + in_] = 0;
+      }
+      const float* bias = add_bias && !bias_.empty() ? bias_.data() : nullptr;
+      const std::uint16_t* packed = native_->data();
+      detail::parallel_for(
+          detail::bf16n::panel_count(out_), 2, [&](int64_t begin, int64_t end, int) {
+            detail::bf16n::panels(packed, out_, xb, rows, ldx, bias, y, out_, begin, end);
+          });
+    }
+#else
+    (void)x, (void)rows, (void)y, (void)add_bias;
+#endif
+  }
+
   std::span<const Weight> weight_;
   std::span<const Scalar> bias_;
+  // Bf16Compute::kNative on an AVX512-BF16 CPU: W packed into pair panels (shared by copies).
+  std::shared_ptr<const detail::AlignedBuffer<std::uint16_t>> native_;
   // W packed into panels for the panel kernel (kHasPanelKernel builds; shared by copies).
   std::shared_ptr<const detail::AlignedBuffer<Weight>> packed_;
   int64_t out_ = 0;
@@ -358,6 +415,22 @@ void linear(const Scalar* x, const Weight* weight, const Scalar* bias, Scalar* y
       for (int64_t i = 0; i < in_features; ++i)
         acc += double(x[r * in_features + i]) * double(detail::widen(weight[o * in_features + i]));
       y[r * out_features + o] = static_cast<Scalar>(acc);
+    }
+  }
+}
+
+/// The spec of Bf16Compute::kNative: x rounded to bf16 (nearest even), times the bf16 weights,
+/// summed in double, plus the bias. bias may be null.
+inline void linear_bf16_native(const float* x, const BFloat16* weight, const float* bias, float* y,
+                               int64_t rows, int64_t in_features, int64_t out_features) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t o = 0; o < out_features; ++o) {
+      double acc = bias ? double(bias[o]) : 0.0;
+      for (int64_t i = 0; i < in_features; ++i) {
+        const float xr = detail::bf16_bits_to_f32(detail::f32_to_bf16_bits(x[r * in_features + i]));
+        acc += double(xr) * double(detail::widen(weight[o * in_features + i]));
+      }
+      y[r * out_features + o] = static_cast<float>(acc);
     }
   }
 }
