@@ -11,7 +11,9 @@
 //       [--threads N] [--dtype f32|bf16|bf16-native] [--layer L] [--reps R] [--cache-dir DIR]
 //   engram demo --tokenizer TOKENIZER_JSON --corpus TOKENS.safetensors --config CFG.json
 //       [--tokens N]
-//   (and pack, push, bench-offload: `engram` alone lists every subcommand)
+//   engram info --model DIR; engram hash|forward --model DIR ... (V4.1 as released:
+//       model_commands.hpp)
+//   (and pack, push, bench-offload: `engram` alone lists every subcommand; `engram CMD --help`)
 //
 // Errors in inputs print one line "engram: error: ..." and exit 1; bad usage exits 2.
 #include <Eigen/Core>
@@ -91,15 +93,15 @@ int hash(int argc, char** argv) {
 }
 
 /// Runs `layer` over [B, T] tokens, whole (chunk <= 0) or `chunk` tokens at a time through the
-/// incremental path; returns out [B, T, hc, d].
+/// incremental path; returns out [B, T, hc, d]. live: empty or [B, T] (0 = dead token).
 template <class Layer>
 std::vector<float> run_layer(const Layer& layer, const TokenIds& in, std::span<const float> hidden,
-                             int64_t chunk) {
+                             int64_t chunk, std::span<const uint8_t> live = {}) {
   const int64_t width = layer.hc_mult() * layer.hidden_size();
   std::vector<float> out(hidden.size());
   typename Layer::Workspace ws;
   if (chunk <= 0 || chunk >= in.seqlen) {
-    layer.forward_tokens(in.ids, hidden, in.batch, in.seqlen, out, ws);
+    layer.forward_tokens(in.ids, hidden, in.batch, in.seqlen, out, ws, live);
     return out;
   }
   std::vector<typename Layer::State> states;
@@ -107,24 +109,38 @@ std::vector<float> run_layer(const Layer& layer, const TokenIds& in, std::span<c
   std::vector<typename Layer::State*> state_ptrs;
   for (auto& s : states) state_ptrs.push_back(&s);
   std::vector<int64_t> ids_chunk;
+  std::vector<uint8_t> live_chunk;
   std::vector<float> hidden_chunk, out_chunk;
   for (int64_t t0 = 0; t0 < in.seqlen; t0 += chunk) {
     const int64_t k = std::min(chunk, in.seqlen - t0);
     ids_chunk.resize(static_cast<size_t>(in.batch * k));
+    live_chunk.resize(live.empty() ? 0 : static_cast<size_t>(in.batch * k));
     hidden_chunk.resize(static_cast<size_t>(in.batch * k * width));
     out_chunk.resize(hidden_chunk.size());
     for (int64_t b = 0; b < in.batch; ++b) {
       std::copy_n(in.ids.begin() + b * in.seqlen + t0, k, ids_chunk.begin() + b * k);
+      if (!live.empty())
+        std::copy_n(live.begin() + b * in.seqlen + t0, k, live_chunk.begin() + b * k);
       std::copy_n(hidden.begin() + (b * in.seqlen + t0) * width, k * width,
                   hidden_chunk.begin() + b * k * width);
     }
-    layer.forward_tokens(ids_chunk, hidden_chunk, in.batch, k, out_chunk, state_ptrs, ws);
+    layer.forward_tokens(ids_chunk, hidden_chunk, in.batch, k, out_chunk, state_ptrs, ws,
+                         live_chunk);
     for (int64_t b = 0; b < in.batch; ++b)
       std::copy_n(out_chunk.begin() + b * k * width, k * width,
                   out.begin() + (b * in.seqlen + t0) * width);
   }
   return out;
 }
+
+}  // namespace
+}  // namespace engram::cli
+
+// The released-directory (--model) forms of info, hash and forward; they use the helpers above.
+#include "model_commands.hpp"
+
+namespace engram::cli {
+namespace {
 
 int forward(int argc, char** argv) {
   const Args args(argc, argv, 2,
@@ -454,23 +470,29 @@ int demo(int argc, char** argv) {
 
 struct Command {
   const char* name;
-  const char* usage;
+  std::string usage;
   std::function<int(int, char**)> run;
 };
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> list = {
       {"compress-vocab", "compress-vocab TOKENIZER_JSON -o OUT.safetensors", compress_vocab},
+      {"info", kModelInfoUsage, model_info},
       {"hash",
        "hash --config CFG.json --lookup LOOKUP.safetensors [--layer L] --input IN.safetensors "
-       "-o OUT.safetensors",
-       hash},
+       "-o OUT.safetensors\n  engram " +
+           std::string(kModelHashUsage),
+       [](int argc, char** argv) {
+         return has_model_option(argc, argv, 2) ? model_hash(argc, argv) : hash(argc, argv);
+       }},
       {"forward",
        "forward --config CFG.json --lookup LOOKUP.safetensors --weights W.safetensors [--prefix P] "
        "[--layer L] [--chunk K] [--table URI [--cache-mb M]] [--bf16-projection] [--bf16-compute] "
-       "--input "
-       "IN.safetensors -o OUT.safetensors",
-       forward},
+       "--input IN.safetensors -o OUT.safetensors\n  engram " +
+           std::string(kModelForwardUsage),
+       [](int argc, char** argv) {
+         return has_model_option(argc, argv, 2) ? model_forward(argc, argv) : forward(argc, argv);
+       }},
       {"pack",
        "pack --config CFG.json --lookup LOOKUP.safetensors --weights W.safetensors [--prefix P] "
        "[--layer L] --codec f32|bf16|f16|fp8 -o TABLE.engram [--max-mb-per-s R]  |  pack --model "
@@ -503,7 +525,7 @@ const std::vector<Command>& commands() {
 
 void print_usage(std::FILE* out) {
   std::fprintf(out, "usage: engram <command> [options]\ncommands:\n");
-  for (const auto& c : commands()) std::fprintf(out, "  engram %s\n", c.usage);
+  for (const auto& c : commands()) std::fprintf(out, "  engram %s\n", c.usage.c_str());
 }
 
 }  // namespace
@@ -520,14 +542,14 @@ int main(int argc, char** argv) {
     if (name != c.name) continue;
     for (int i = 2; i < argc; ++i) {
       if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
-        std::printf("usage: engram %s\n", c.usage);
+        std::printf("usage: engram %s\n", c.usage.c_str());
         return 0;
       }
     }
     try {
       return c.run(argc, argv);
     } catch (const UsageError& e) {
-      std::fprintf(stderr, "engram: usage: %s\nusage: engram %s\n", e.what(), c.usage);
+      std::fprintf(stderr, "engram: usage: %s\nusage: engram %s\n", e.what(), c.usage.c_str());
       return 2;
     } catch (const std::exception& e) {
       std::fprintf(stderr, "engram: error: %s\n", e.what());

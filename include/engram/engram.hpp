@@ -14,6 +14,8 @@
 #include "engram/error.hpp"
 #include "engram/hashing/ngram_hasher.hpp"
 #include "engram/io/config.hpp"
+#include "engram/io/hf_config.hpp"
+#include "engram/io/model_directory.hpp"
 #include "engram/io/safetensors.hpp"
 #include "engram/layer/engram_layer.hpp"
 #include "engram/layer/fused_engram_layer.hpp"

@@ -11,6 +11,10 @@ if(TARGET engram_cli)
   engram_add_test(demo_cli_test cli/demo_cli_test.cpp)
   target_compile_definitions(demo_cli_test PRIVATE ENGRAM_CLI_PATH="$<TARGET_FILE:engram_cli>")
   add_dependencies(demo_cli_test engram_cli)
+  # info, hash and forward --model on V4.1 directories as released.
+  engram_add_test(model_cli_test cli/model_cli_test.cpp)
+  target_compile_definitions(model_cli_test PRIVATE ENGRAM_CLI_PATH="$<TARGET_FILE:engram_cli>")
+  add_dependencies(model_cli_test engram_cli)
   # pack, forward --table, bench-offload (the memory-tier commands).
   engram_add_test(tier_cli_test cli/tier_cli_test.cpp)
   if(TARGET engram::xxhash)  # reads the packed tables it writes (page checksums)

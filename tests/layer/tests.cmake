@@ -26,3 +26,6 @@ engram_add_layer_test(layer_non_finite_test layer/non_finite_test.cpp)
 engram_add_layer_test(layer_bf16_projection_test layer/bf16_projection_test.cpp)
 engram_add_layer_test(layer_serving_test layer/serving_test.cpp)
 engram_add_layer_test(layer_bf16_compute_test layer/bf16_compute_test.cpp)
+engram_add_layer_test(layer_engram_model_test layer/engram_model_test.cpp)
+# EngramModel builds the vocabulary compression from tokenizer.json (utf8proc, zlib).
+target_link_libraries(layer_engram_model_test PRIVATE engram::tokenizer)

@@ -22,7 +22,15 @@
 // Dead tokens: with a `live` mask [B, T] (nonzero = live), a dead token's compressed id is replaced
 // by the compressed pad id, at its own position and in the lookback of every later position (and in
 // the streaming state). Dead tokens' ids are never read, so any value (e.g. -100) is allowed there.
-// Because pad = lookup[pad_id], masking a token equals replacing its id by pad_id.
+// Because pad = lookup[pad_id], masking a token equals replacing its id by pad_id. That is the
+// default rule (DeadTokenRule::kPadPosition). With config.dead_token_rule == kCumulative (DeepSeek
+// V4.1's image tokens) a dead token also blocks every older slot of the windows that contain it:
+//
+//   blocked = false; for s = 0..N-1: blocked |= (t - s < 0) | dead[t - s]; slot s = blocked ? pad :
+//   x
+//
+// so a window reads only the tokens after its newest dead token (a dead token's own window is all
+// pad). States then remember dead tokens (kDeadMarker) so that chunked == whole holds there too.
 //
 // Streaming: hash_chunk continues each sequence from an NgramHashState (hash_state.hpp) and
 // advances it, so hashing in chunks of any size equals hashing whole sequences; hash() starts from
@@ -334,6 +342,8 @@ class NgramHasherT {
 
   /// Longest history a state can hold: max_ngram_size is at most 64.
   static constexpr int64_t kMaxLookback = 63;
+  /// A dead token in a state's history under DeadTokenRule::kCumulative.
+  static constexpr int64_t kDeadMarker = -1;
 
   /// @param config   the model's Engram config (hashing fields: engram_vocab_size, max_ngram_size,
   ///                 n_head_per_ngram, layer_ids, pad_id, seed)
@@ -355,6 +365,7 @@ class NgramHasherT {
         columns_(config.num_columns()),
         compressed_vocab_size_(checked_compressed_vocab_size(lookup_)),
         pad_compressed_id_(lookup_[static_cast<size_t>(config.pad_id)]),
+        cumulative_(config.dead_token_rule == DeadTokenRule::kCumulative),
         primes_(engram_layer_primes(config, layer_id)),
         policy_(NgramHashContext{config, layer_id, compressed_vocab_size_, primes_}) {}
 
@@ -372,6 +383,8 @@ class NgramHasherT {
   /// Table size of each column, (N - 1) * H; row ids of column c are in [0, primes()[c]).
   std::span<const int64_t> primes() const noexcept { return primes_; }
   const Policy& policy() const noexcept { return policy_; }
+  /// True under DeadTokenRule::kCumulative.
+  bool cumulative_dead_rule() const noexcept { return cumulative_; }
 
   /// The layer's multipliers (policies that have them, e.g. NumpyMultiplyXor).
   std::span<const int64_t> multipliers() const noexcept requires requires(const Policy& p) {
@@ -471,7 +484,7 @@ class NgramHasherT {
   template <class Id>
   int64_t compress(std::span<const Id> ids, std::span<const uint8_t> live,
                    int64_t i) const noexcept {
-    if (!live.empty() && live[static_cast<size_t>(i)] == 0) return pad_compressed_id_;
+    if (!live.empty() && live[static_cast<size_t>(i)] == 0) return dead_value();
     return lookup_[static_cast<size_t>(ids[static_cast<size_t>(i)])];
   }
 
@@ -498,8 +511,51 @@ class NgramHasherT {
                  " ids, expected max_ngram_size - 1 = ", max_ngram_size_ - 1,
                  " (make states with initial_state() or state_after())");
     for (int64_t v : history)
-      ENGRAM_CHECK(v >= 0 && v < compressed_vocab_size_, where, ": state of sequence ", b,
-                   " holds compressed id ", v, ", outside [0, ", compressed_vocab_size_, ")");
+      ENGRAM_CHECK((v >= 0 && v < compressed_vocab_size_) || (cumulative_ && v == kDeadMarker),
+                   where, ": state of sequence ", b, " holds compressed id ", v, ", outside [0, ",
+                   compressed_vocab_size_, ")");
+  }
+
+  /// What a dead token's slot holds before blocking: pad, or the marker of the cumulative rule.
+  int64_t dead_value() const noexcept { return cumulative_ ? kDeadMarker : pad_compressed_id_; }
+
+  /// Cumulative rule: copies the window of x[0] (x[-lookback..0]) into window[0..lookback] with
+  /// every slot at or before the newest dead token replaced by pad; returns whether any was.
+  bool blocked_window(const int64_t* x, int64_t* window) const noexcept {
+    const int64_t lookback = max_ngram_size_ - 1;
+    bool blocked = false;
+    for (int64_t s = 0; s <= lookback; ++s) {
+      blocked = blocked || x[-s] == kDeadMarker;
+      window[lookback - s] = blocked ? pad_compressed_id_ : x[-s];
+    }
+    return blocked;
+  }
+
+  /// Cumulative rule over `count` positions of x (dead tokens as kDeadMarker): runs of windows
+  /// without a dead token go to the policy's fast kernel, the others one by one, blocked.
+  void hash_rows_cumulative(const int64_t* x, int64_t count, int64_t* out,
+                            bool reference) const noexcept {
+    const int64_t lookback = max_ngram_size_ - 1;
+    std::array<int64_t, kMaxLookback + 1> window;
+    int64_t i = 0;
+    while (i < count) {
+      if (blocked_window(x + i, window.data())) {
+        const int64_t* w = window.data() + lookback;
+        if (reference)
+          policy_.hash_rows_reference(w, 1, out + i * columns_);
+        else
+          policy_.hash_rows(w, 1, out + i * columns_);
+        ++i;
+        continue;
+      }
+      int64_t j = i + 1;
+      while (j < count && x[j] != kDeadMarker) ++j;
+      if (reference)
+        policy_.hash_rows_reference(x + i, j - i, out + i * columns_);
+      else
+        policy_.hash_rows(x + i, j - i, out + i * columns_);
+      i = j;
+    }
   }
 
   template <class Id>
@@ -556,10 +612,14 @@ class NgramHasherT {
       if (live.empty()) {
         for (int64_t i = 0; i < n; ++i) x[i] = lookup[static_cast<size_t>(ids[t0 + i])];
       } else {
+        const int64_t dead = dead_value();
         for (int64_t i = 0; i < n; ++i)
-          x[i] = live[t0 + i] != 0 ? lookup[static_cast<size_t>(ids[t0 + i])] : pad_compressed_id_;
+          x[i] = live[t0 + i] != 0 ? lookup[static_cast<size_t>(ids[t0 + i])] : dead;
       }
-      policy_.hash_rows(x, n, out + t0 * columns_);
+      if (cumulative_)  // the history may hold dead tokens even when this chunk has none
+        hash_rows_cumulative(x, n, out + t0 * columns_, false);
+      else
+        policy_.hash_rows(x, n, out + t0 * columns_);
       std::copy_n(window.begin() + n, lookback, window.begin());  // keep the last N - 1 ids
     }
     std::copy_n(window.begin(), lookback, history);
@@ -578,7 +638,10 @@ class NgramHasherT {
         window[static_cast<size_t>(lookback - k)] =
             pos >= 0 ? compress(ids, live, pos) : history[lookback + pos];
       }
-      policy_.hash_rows_reference(window.data() + lookback, 1, out + t * columns_);
+      if (cumulative_)
+        hash_rows_cumulative(window.data() + lookback, 1, out + t * columns_, true);
+      else
+        policy_.hash_rows_reference(window.data() + lookback, 1, out + t * columns_);
     }
     std::vector<int64_t> next(static_cast<size_t>(lookback));  // not a hot path
     for (int64_t k = 0; k < lookback; ++k) {
@@ -596,6 +659,7 @@ class NgramHasherT {
   int64_t columns_;
   int64_t compressed_vocab_size_;
   int64_t pad_compressed_id_;
+  bool cumulative_ = false;
   std::vector<int64_t> primes_;
   Policy policy_;
 };

@@ -3,8 +3,9 @@
 // Field names are those of DeepSeek's reference (engram_vocab_size, max_ngram_size,
 // n_embed_per_ngram, n_head_per_ngram, layer_ids, pad_id, seed, kernel_size, hidden_size, hc_mult)
 // plus, for the fused (V4.1-style) variant, "variant": "fused", head_dim, quant_block and
-// rms_norm_eps. Unknown fields are ignored. Every field is type- and range-checked; errors name the
-// source and the field.
+// rms_norm_eps, and "dead_token_rule" ("pad_position", the default, or "cumulative": V4.1's
+// image-token rule, hashing/ngram_hasher.hpp). Unknown fields are ignored. Every field is type- and
+// range-checked; errors name the source and the field.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +26,25 @@ enum class Variant {
   kFused,  ///< V4.1-style: FP8 rows, one fused wkv projection, residual included, no conv
 };
 
+namespace detail {
+/// Parses the JSON file `path`; `what` names it in errors ("config", "index").
+inline nlohmann::json read_json_file(const std::string& path, const char* what) {
+  std::ifstream in(path);
+  ENGRAM_CHECK(in.good(), path, ": cannot open ", what, " file");
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    fail(path, ": ", what, " is not valid JSON: ", e.what());
+  }
+}
+}  // namespace detail
+
+/// How a dead token (live mask 0, e.g. an image token) enters the n-gram windows of the hasher.
+enum class DeadTokenRule {
+  kPadPosition,  ///< only the dead position itself reads the compressed pad id
+  kCumulative,   ///< V4.1: a dead token blocks its slot and every older slot of later windows
+};
+
 /// Sizes and seeds of one model's Engram layers (all layers in `layer_ids` share them).
 struct EngramConfig {
   Variant variant = Variant::kDemo;
@@ -35,12 +55,13 @@ struct EngramConfig {
   std::vector<int64_t> layer_ids;          ///< transformer layers that hold an Engram layer
   int64_t pad_id = 2;                      ///< tokenizer id used before the sequence start
   int64_t seed = 0;
-  int64_t kernel_size = 4;     ///< demo: short conv taps
-  int64_t hidden_size = 1024;  ///< d
-  int64_t hc_mult = 4;         ///< hyper-connection branches
-  int64_t head_dim = 0;        ///< fused: values per row
-  int64_t quant_block = 32;    ///< fused: values per E8M0 scale
-  double rms_norm_eps = 1e-6;  ///< fused: RMSNorm epsilon
+  int64_t kernel_size = 4;                                      ///< demo: short conv taps
+  int64_t hidden_size = 1024;                                   ///< d
+  int64_t hc_mult = 4;                                          ///< hyper-connection branches
+  int64_t head_dim = 0;                                         ///< fused: values per row
+  int64_t quant_block = 32;                                     ///< fused: values per E8M0 scale
+  double rms_norm_eps = 1e-6;                                   ///< fused: RMSNorm epsilon
+  DeadTokenRule dead_token_rule = DeadTokenRule::kPadPosition;  ///< hashing of dead tokens
 
   /// Table size before prime search for order n (2..N).
   int64_t vocab_size_for_order(int64_t n) const { return engram_vocab_size.at(n - 2); }
@@ -153,6 +174,14 @@ struct EngramConfig {
       c.rms_norm_eps = j["rms_norm_eps"].get<double>();
     }
 
+    if (j.contains("dead_token_rule")) {
+      const auto& v = j["dead_token_rule"];
+      ENGRAM_CHECK(v.is_string() && (v == "pad_position" || v == "cumulative"), source,
+                   ": field 'dead_token_rule' must be \"pad_position\" or \"cumulative\", found ",
+                   v.dump());
+      c.dead_token_rule =
+          v == "cumulative" ? DeadTokenRule::kCumulative : DeadTokenRule::kPadPosition;
+    }
     ENGRAM_CHECK(j.contains("engram_vocab_size"), source, ": missing field 'engram_vocab_size'");
     const auto& vs = j["engram_vocab_size"];
     if (vs.is_number_integer()) {
@@ -183,15 +212,7 @@ struct EngramConfig {
 
   /// Reads and validates a config file.
   static EngramConfig load(const std::string& path) {
-    std::ifstream in(path);
-    ENGRAM_CHECK(in.good(), path, ": cannot open config file");
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::exception& e) {
-      detail::fail(path, ": config is not valid JSON: ", e.what());
-    }
-    return from_json(j, path);
+    return from_json(detail::read_json_file(path, "config"), path);
   }
 
   /// The config as reference-style JSON.
@@ -204,6 +225,7 @@ struct EngramConfig {
                         {"seed", seed},
                         {"hidden_size", hidden_size},
                         {"hc_mult", hc_mult}};
+    if (dead_token_rule == DeadTokenRule::kCumulative) j["dead_token_rule"] = "cumulative";
     if (variant == Variant::kFused) {
       j["variant"] = "fused";
       j["head_dim"] = head_dim;

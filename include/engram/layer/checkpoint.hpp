@@ -105,6 +105,12 @@ struct FusedEngramWeightsT {
   std::vector<Scalar> k_weight;          ///< [hc, d]
   std::vector<BFloat16> kv_weight_bf16;  ///< kv_weight in bf16 (bf16_projection; else empty)
   bool bf16_compute = false;             ///< CheckpointOptions::bf16_compute
+  /// FP8 wkv as released (V4.1): F8_E4M3 codes [(hc + 1) * d, m] and F8_E8M0 scales
+  /// [ceil(out / 32), ceil(in / 32)], views into a mapped shard (then kv_weight is empty).
+  std::span<const uint8_t> wkv_fp8 = {};
+  std::span<const uint8_t> wkv_fp8_scale = {};
+  /// Further mapped files the views above and the table point into (sharded checkpoints).
+  std::vector<std::shared_ptr<const SafetensorsFile>> shards = {};
 };
 
 namespace detail {
@@ -386,7 +392,8 @@ FusedEngramWeightsT<Scalar> load_fused_engram_weights(const EngramConfig& config
   const int64_t hd = config.head_dim, qb = config.quant_block;
   if (options.table_in_tier) {
     FusedEngramWeightsT<Scalar> w{
-        config, file, detail::tier_table(config, options, file->path()), {}, {}, {}, {}};
+        config, file, detail::tier_table(config, options, file->path()), {}, {}, {}, {}, false, {},
+        {},     {}};
     const std::string wkv[] = {p + "wkv.weight"};
     detail::read_projection<Scalar>(*file, config, options, wkv, w);
     detail::read_dense(*file, p + "q_weight", {hc, d}, w.q_weight);
@@ -421,7 +428,7 @@ FusedEngramWeightsT<Scalar> load_fused_engram_weights(const EngramConfig& config
         detail::fail(file->path(), ": quant_block ", qb, " is not supported (16, 32, 64 or 128)");
     }
   };
-  FusedEngramWeightsT<Scalar> w{config, file, make_table(), {}, {}, {}, {}};
+  FusedEngramWeightsT<Scalar> w{config, file, make_table(), {}, {}, {}, {}, false, {}, {}, {}};
   const std::string wkv[] = {p + "wkv.weight"};
   detail::read_projection<Scalar>(*file, config, options, wkv, w);
   detail::read_dense(*file, p + "q_weight", {hc, d}, w.q_weight);

@@ -23,6 +23,10 @@
 // threads: as EngramLayerT (engram_layer.hpp). `out` may be `hidden`. forward_memory* take the
 // memory e [B, T, m] instead of ids (rows fetched from a RowTier, memory/tiered_memory.hpp);
 // hash_tokens is the hashing front end alone.
+// FP8 wkv (V4.1 as released, weights.wkv_fp8): the memory is first quantised as the reference's
+// act_quant (per block of 32: power-of-two scale, E4M3 round to nearest even), the projection runs
+// on the FP8 weights with their 32 x 32 block scales (f32 sums), and kv is rounded to bf16 before
+// the gate; float layers only. F32/BF16 wkv keeps the arithmetic above.
 #pragma once
 
 #include <algorithm>
@@ -44,6 +48,7 @@
 #include "engram/nn/detail/eigen_support.hpp"
 #include "engram/nn/gate.hpp"
 #include "engram/nn/linear.hpp"
+#include "engram/nn/v41_projection.hpp"
 
 namespace engram {
 
@@ -68,7 +73,15 @@ class FusedEngramLayerT {
     d_ = c.hidden_size;
     hc_ = c.hc_mult;
     cols_ = c.num_columns();
-    kv_ = detail::stacked_projection<Scalar>(*weights_, c.memory_dim(), {});
+    kv_out_ = (hc_ + 1) * d_;
+    kv_in_ = c.memory_dim();
+    if (!weights_->wkv_fp8.empty()) {
+      ENGRAM_CHECK((std::is_same_v<Scalar, float>), kWho, ": an FP8 wkv needs a float layer");
+      fp8_kv_ = V41Projection(weights_->wkv_fp8, weights_->wkv_fp8_scale, kv_out_, kv_in_);
+      fp8_ = true;
+    } else {
+      kv_ = detail::stacked_projection<Scalar>(*weights_, c.memory_dim(), {});
+    }
     gate_ = FusedGateT<Scalar>(d_, hc_, weights_->q_weight, weights_->k_weight, c.rms_norm_eps);
   }
 
@@ -101,8 +114,12 @@ class FusedEngramLayerT {
   int64_t hidden_size() const noexcept { return d_; }
   int64_t hc_mult() const noexcept { return hc_; }
   int64_t num_columns() const noexcept { return cols_; }
-  /// The stacked keys + value projection (Scalar or bf16 weights: CheckpointOptions).
+  /// The stacked keys + value projection (Scalar or bf16 weights: CheckpointOptions; empty when
+  /// the weights are FP8: fp8_projection()).
   const AnyLinearT<Scalar>& projection() const noexcept { return kv_; }
+  /// True when wkv is FP8 (V4.1 as released).
+  bool has_fp8_projection() const noexcept { return fp8_; }
+  const V41Projection& fp8_projection() const noexcept { return fp8_kv_; }
   const FusedGateT<Scalar>& gate() const noexcept { return gate_; }
   /// The token-id front end, or null.
   const Hasher* hasher() const noexcept { return hasher_.get(); }
@@ -115,10 +132,10 @@ class FusedEngramLayerT {
 
   /// Pre-sizes `ws` for calls of up to `tokens` tokens.
   void reserve(Workspace& ws, int64_t tokens, int64_t /*sequences*/ = 1) const {
-    ws.memory_.ensure(static_cast<size_t>(tokens * kv_.in_features()));
-    if constexpr (!std::is_same_v<Scalar, float>)
-      ws.memory_f32_.ensure(static_cast<size_t>(tokens * kv_.in_features()));
-    ws.kv_.ensure(static_cast<size_t>(tokens * kv_.out_features()));
+    ws.memory_.ensure(static_cast<size_t>(tokens * kv_in_));
+    if (!std::is_same_v<Scalar, float> || fp8_)
+      ws.memory_f32_.ensure(static_cast<size_t>(tokens * kv_in_));
+    ws.kv_.ensure(static_cast<size_t>(tokens * kv_out_));
     ws.ids_.ensure(static_cast<size_t>(tokens * cols_));
     ws.hashed_ids_.ensure(static_cast<size_t>(tokens * cols_));
     auto gathers = ws.gather_workspaces(detail::kernel_threads());
@@ -207,7 +224,7 @@ class FusedEngramLayerT {
                       int64_t seq_len, std::span<Scalar> out, Workspace& ws,
                       std::span<const uint8_t> live = {}) const {
     const auto segments = detail::uniform_segments(kWho, batch, seq_len);
-    detail::check_size(kWho, "memory", memory.size(), segments.total(), kv_.in_features(),
+    detail::check_size(kWho, "memory", memory.size(), segments.total(), kv_in_,
                        "[B, T, cols * row_dim]");
     if (memory.empty()) return check_args_memory(hidden, out, live, 0);  // no tokens
     run({}, hidden, segments, out, live, ws, memory.data());
@@ -245,7 +262,7 @@ class FusedEngramLayerT {
                          int64_t batch, int64_t seq_len, std::span<Scalar> out,
                          std::span<const uint8_t> live = {}) const {
     const auto segments = detail::uniform_segments(kWho, batch, seq_len);
-    const int64_t tokens = segments.total(), c = hc_ * d_, m = kv_.in_features();
+    const int64_t tokens = segments.total(), c = hc_ * d_, m = kv_in_;
     check_args(hash_ids, hidden, out, live, tokens);
     auto dead = [&](int64_t t) { return !live.empty() && live[t] == 0; };
     std::vector<int64_t> ids(hash_ids.begin(), hash_ids.end());
@@ -254,15 +271,25 @@ class FusedEngramLayerT {
     detail::check_hash_ids(kWho, weights_->table, ids.data(), segments, nullptr);
     const std::vector<Scalar> e = detail::gather_memory_reference<Scalar>(weights_->table, ids);
     const Weights& w = *weights_;
-    std::vector<Scalar> kv(static_cast<size_t>(kv_.out_features()));
+    std::vector<Scalar> kv(static_cast<size_t>(kv_out_));
+    std::vector<float> xq(static_cast<size_t>(m));
     for (int64_t t = 0; t < tokens; ++t) {
       const Scalar* h = hidden.data() + t * c;
       if (dead(t)) {
         std::copy(h, h + c, out.data() + t * c);
         continue;
       }
-      detail::reference_projection(w, e.data() + t * m, m, 0, kv_.out_features(),
-                                   static_cast<const Scalar*>(nullptr), kv.data());
+      if constexpr (std::is_same_v<Scalar, float>) {
+        if (fp8_) {  // act_quant, FP8 GEMM, kv rounded to bf16
+          std::copy_n(e.data() + t * m, m, xq.data());
+          v41_quantize_activations(xq, config().quant_block);
+          fp8_kv_.forward_reference(xq.data(), 1, kv.data());
+          round_to_bf16(kv.data(), kv_out_);
+        }
+      }
+      if (!fp8_)
+        detail::reference_projection(w, e.data() + t * m, m, 0, kv_out_,
+                                     static_cast<const Scalar*>(nullptr), kv.data());
       for (int64_t i = 0; i < hc_; ++i) {
         const Scalar alpha =
             reference::fused_gate(kv.data() + i * d_, h + i * d_, w.q_weight.data() + i * d_,
@@ -298,6 +325,11 @@ class FusedEngramLayerT {
       ENGRAM_CHECK(states[s] != nullptr, kWho, ": state ", s, " is null");
   }
 
+  /// x[i] = bf16(x[i]) (round to nearest even): the reference's FP8 GEMM returns bf16.
+  static void round_to_bf16(float* x, int64_t n) noexcept {
+    for (int64_t i = 0; i < n; ++i) x[i] = detail::bf16_bits_to_f32(detail::f32_to_bf16_bits(x[i]));
+  }
+
   const Hasher& require_hasher() const {
     ENGRAM_CHECK(hasher_ != nullptr, kWho,
                  ": forward_tokens needs a hasher (load the layer with an NgramHasher)");
@@ -321,7 +353,7 @@ class FusedEngramLayerT {
     detail::check_finite_hidden(kWho, hidden.data(), segments, hc_, d_, mask);
     if (tokens == 0) return;
 
-    const int64_t c = hc_ * d_, n = kv_.out_features(), m = kv_.in_features();
+    const int64_t c = hc_ * d_, n = kv_out_, m = kv_in_;
     const int64_t* ids = hash_ids.data();
     if (mask != nullptr && memory == nullptr) {  // dead tokens read row 0 of each column
       int64_t* safe = ws.ids_.ensure(static_cast<size_t>(tokens * cols_));
@@ -344,7 +376,20 @@ class FusedEngramLayerT {
     } else {
       detail::check_finite_external_memory(kWho, memory, segments, cols_, m / cols_, mask);
     }
-    kv_.forward(e, tokens, kv);
+    if constexpr (std::is_same_v<Scalar, float>) {
+      if (fp8_) {  // act_quant (dead tokens' rows are quantised too, then ignored), FP8 GEMM, bf16
+        float* xq = ws.memory_f32_.ensure(static_cast<size_t>(tokens * m));
+        std::copy_n(e, tokens * m, xq);
+        detail::parallel_for(tokens, 16, [&](int64_t begin, int64_t end, int) {
+          v41_quantize_activations(
+              std::span<float>(xq + begin * m, static_cast<size_t>((end - begin) * m)),
+              config().quant_block);
+        });
+        fp8_kv_.forward(xq, tokens, kv);
+        round_to_bf16(kv, tokens * n);
+      }
+    }
+    if (!fp8_) kv_.forward(e, tokens, kv);
 
     const Scalar* h = hidden.data();
     Scalar* o = out.data();
@@ -364,6 +409,10 @@ class FusedEngramLayerT {
   int64_t d_ = 0;
   int64_t hc_ = 0;
   int64_t cols_ = 0;
+  int64_t kv_out_ = 0;  ///< (hc + 1) * d
+  int64_t kv_in_ = 0;   ///< memory_dim
+  bool fp8_ = false;
+  V41Projection fp8_kv_;
   AnyLinearT<Scalar> kv_;
   FusedGateT<Scalar> gate_;
 };

@@ -334,9 +334,10 @@ void hash_token_segments(std::string_view who, const Hasher& hasher,
                  " ids, expected max_ngram_size - 1 = ", hasher.max_ngram_size() - 1,
                  " (make states with the layer's make_state())");
     for (int64_t v : history)
-      ENGRAM_CHECK(v >= 0 && v < hasher.compressed_vocab_size(), who, ": state ", s,
-                   " holds compressed id ", v, ", outside [0, ", hasher.compressed_vocab_size(),
-                   ")");
+      ENGRAM_CHECK((v >= 0 && v < hasher.compressed_vocab_size()) ||
+                       (hasher.cumulative_dead_rule() && v == Hasher::kDeadMarker),
+                   who, ": state ", s, " holds compressed id ", v, ", outside [0, ",
+                   hasher.compressed_vocab_size(), ")");
   }
   const auto cols = static_cast<size_t>(hasher.num_columns());
   for (int64_t s = 0, first = 0; s < segments.count; first += segments.length(s++)) {
