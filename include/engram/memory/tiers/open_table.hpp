@@ -183,7 +183,7 @@ inline OpenedTable open_safetensors_source(std::string_view uri, SafetensorsTabl
     tier_options.io = SafetensorsTierOptions::Io::kBuffered;
   for (const auto& [key, value] : params) {
     if (key == "cache_mb") {
-      cache_bytes = parse_table_integer(value, key, uri) << 20;
+      cache_bytes = parse_table_integer(value, key, uri, kMaxCacheMb) << 20;
     } else if (key == "io") {
       ENGRAM_CHECK(value == "direct" || value == "buffered" || value == "mmap", "table URI '", uri,
                    "': parameter 'io' must be direct, buffered or mmap, found '", value, "'");
@@ -280,7 +280,8 @@ inline OpenedTable open_hf_table(std::string_view uri, const TableOpenOptions& o
   auto [dir, params] = detail::parse_table_query(rest, uri);
   ENGRAM_CHECK(!dir.empty(), "table URI '", uri, "': no checkpoint directory");
   ENGRAM_CHECK(params.count("layer") != 0, "table URI '", uri, "': parameter 'layer' is required");
-  const int64_t layer = detail::parse_table_integer(params["layer"], "layer", uri);
+  const int64_t layer =
+      detail::parse_table_integer(params["layer"], "layer", uri, int64_t{1} << 20);
   const std::string prefix = "layers." + std::to_string(layer) + ".engram.embed.";
   SafetensorsTableSource source;
   source.weight_tensor = prefix + "weight";
