@@ -39,6 +39,35 @@ inline double median_seconds(int reps, const std::function<void()>& fn) {
   return s[s.size() / 2];
 }
 
+/// The layer's stacked projection [out, in]: kv = e W^T, whichever weights it holds (the fused
+/// layer's FP8 wkv, else its AnyLinear).
+struct ProjectionShape {
+  int64_t in = 0, out = 0;
+};
+
+template <class Layer>
+bool uses_fp8_projection(const Layer& layer) {
+  if constexpr (requires { layer.has_fp8_projection(); }) return layer.has_fp8_projection();
+  return false;
+}
+
+template <class Layer>
+ProjectionShape projection_shape(const Layer& layer) {
+  if constexpr (requires { layer.fp8_projection(); }) {
+    if (uses_fp8_projection(layer))
+      return {layer.fp8_projection().in_features(), layer.fp8_projection().out_features()};
+  }
+  return {layer.projection().in_features(), layer.projection().out_features()};
+}
+
+template <class Layer>
+void project(const Layer& layer, const float* e, int64_t tokens, float* kv) {
+  if constexpr (requires { layer.fp8_projection(); }) {
+    if (uses_fp8_projection(layer)) return layer.fp8_projection().forward(e, tokens, kv);
+  }
+  layer.projection().forward(e, tokens, kv, false);
+}
+
 /// Seconds of each part of a forward over [batch, seqlen] tokens (see the banner).
 struct LayerProfile {
   double total = 0, hash = 0, gather = 0, projection = 0, per_token = 0;
@@ -48,16 +77,16 @@ template <class Layer>
 LayerProfile profile_layer(const Layer& layer, std::span<const int64_t> ids,
                            std::span<const float> hidden, int64_t batch, int64_t seqlen, int reps) {
   const int64_t tokens = batch * seqlen;
-  const auto& projection = layer.projection();
+  const ProjectionShape projection = projection_shape(layer);
   std::vector<float> out(hidden.size());
   std::vector<int64_t> hash_ids(static_cast<size_t>(tokens * layer.num_columns()));
   layer.hash_tokens(ids, batch, seqlen, hash_ids);
   // The memory's values do not change the work; finite values keep the layer's checks quiet.
-  std::vector<float> memory(static_cast<size_t>(tokens * projection.in_features()));
+  std::vector<float> memory(static_cast<size_t>(tokens * projection.in));
   std::mt19937 rng(7);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   for (auto& v : memory) v = normal(rng);
-  std::vector<float> kv(static_cast<size_t>(tokens * projection.out_features()));
+  std::vector<float> kv(static_cast<size_t>(tokens * projection.out));
   typename Layer::Workspace ws;
 
   LayerProfile p;
@@ -67,8 +96,7 @@ LayerProfile profile_layer(const Layer& layer, std::span<const int64_t> ids,
       median_seconds(reps, [&] { layer.forward(hash_ids, hidden, batch, seqlen, out, ws); });
   const double from_memory =
       median_seconds(reps, [&] { layer.forward_memory(memory, hidden, batch, seqlen, out, ws); });
-  p.projection =
-      median_seconds(reps, [&] { projection.forward(memory.data(), tokens, kv.data(), false); });
+  p.projection = median_seconds(reps, [&] { project(layer, memory.data(), tokens, kv.data()); });
   p.hash = p.total - from_ids;
   p.gather = from_ids - from_memory;
   p.per_token = from_memory - p.projection;

@@ -2,14 +2,16 @@
 //
 //   engram info --model DIR|CONFIG.json
 //   engram hash --model DIR [--lookup LOOKUP.safetensors] [--layer L] --input IN -o OUT
-//   engram forward --model DIR [--lookup LOOKUP.safetensors] [--layer L] [--chunk K] --input IN -o
-//   OUT
+//   engram forward --model DIR [--lookup LOOKUP.safetensors] [--layer L] [--chunk K]
+//                  [--table URI [--cache-mb M]] --input IN -o OUT
 //
 // IN holds input_ids I64 [B, T] (image tokens are dead) and, for forward, hidden_states F32
 // [B, T, hc, hidden]; hash writes hash_ids I64 [B, T, (N-1)*H] (rows within each head's table),
 // forward writes output F32 [B, T, hc, hidden] (residual included) and hash_ids. info needs only
 // config.json: per Engram layer its rows, primes, multipliers, table bytes and the shards holding
-// it (when the directory has an index).
+// it (when the directory has an index). forward --table serves the rows from a tier instead of the
+// mapped table (e.g. `hf:DIR?layer=L`, the shards themselves, or a packed `file:T.engram`), the
+// next chunk's rows fetched while the current one runs; the output equals the resident forward's.
 #pragma once
 
 #include <cstdio>
@@ -24,6 +26,7 @@
 #include "engram/io/model_directory.hpp"
 #include "engram/io/safetensors.hpp"
 #include "engram/layer/engram_model.hpp"
+#include "tier_commands.hpp"
 
 namespace engram::cli {
 
@@ -32,8 +35,8 @@ inline constexpr const char* kModelHashUsage =
     "hash --model DIR [--lookup LOOKUP.safetensors] [--layer L] --input IN.safetensors "
     "-o OUT.safetensors";
 inline constexpr const char* kModelForwardUsage =
-    "forward --model DIR [--lookup LOOKUP.safetensors] [--layer L] [--chunk K] --input "
-    "IN.safetensors -o OUT.safetensors";
+    "forward --model DIR [--lookup LOOKUP.safetensors] [--layer L] [--chunk K] [--table URI "
+    "[--cache-mb M]] --input IN.safetensors -o OUT.safetensors";
 
 /// True when argv[first..) has --model (the released-directory form of hash/forward).
 inline bool has_model_option(int argc, char** argv, int first) {
@@ -96,13 +99,14 @@ inline int model_info(int argc, char** argv) {
   return 0;
 }
 
-inline EngramModel open_model(const Args& args, int64_t* layer) {
+inline EngramModel open_model(const Args& args, int64_t* layer, bool table_in_tier = false) {
   const std::string dir = args.str("model");
   const HfEngramConfig hf =
       HfEngramConfig::load((std::filesystem::path(dir) / "config.json").string());
   *layer = args.integer("layer", hf.engram.layer_ids.front());
   hf.engram.require_layer(*layer, dir + "/config.json");
-  return EngramModel::open(dir, {.lookup = args.str("lookup", ""), .layers = {*layer}});
+  return EngramModel::open(
+      dir, {.lookup = args.str("lookup", ""), .layers = {*layer}, .table_in_tier = table_in_tier});
 }
 
 inline int model_hash(int argc, char** argv) {
@@ -126,10 +130,12 @@ inline int model_hash(int argc, char** argv) {
 }
 
 inline int model_forward(int argc, char** argv) {
-  const Args args(argc, argv, 2, {"model", "lookup", "layer", "chunk", "input", "output"}, {});
+  const Args args(argc, argv, 2,
+                  {"model", "lookup", "layer", "chunk", "input", "output", "table", "cache-mb"},
+                  {});
   if (!args.positional().empty()) throw UsageError("unexpected argument " + args.positional()[0]);
   int64_t layer_id = 0;
-  const EngramModel model = open_model(args, &layer_id);
+  const EngramModel model = open_model(args, &layer_id, args.has("table"));
   const auto& layer = model.layer(layer_id);
   const int64_t chunk = args.integer("chunk", 0, 0);
   const SafetensorsFile input(args.str("input"));
@@ -137,7 +143,20 @@ inline int model_forward(int argc, char** argv) {
   const TensorView& hidden = input.at("hidden_states");
   hidden.check_shape({in.batch, in.seqlen, layer.hc_mult(), layer.hidden_size()});
   const std::vector<uint8_t> live = model.live_mask(in.ids);
-  const std::vector<float> out = run_layer(layer, in, hidden.copy_as<float>(), chunk, live);
+  std::vector<float> out;
+  if (args.has("table")) {  // rows from a tier; the table metadata from config.json
+    const auto& hasher = *layer.hasher();
+    TableOpenOptions options{.cache_bytes = args.integer("cache-mb", 0, 0, int64_t{1} << 30) << 20};
+    options.table_info = PackedTableInfo::make(
+        layer.config(), layer_id, "fp8_e4m3", {hasher.primes().begin(), hasher.primes().end()},
+        {hasher.multipliers().begin(), hasher.multipliers().end()});
+    OpenedTable table = open_table(args.str("table"), options);
+    check_table_matches(table.info, args.str("table"), layer.config(), hasher);
+    out = run_layer_from_table(layer, table, in.batch, in.seqlen, in.ids, hidden.copy_as<float>(),
+                               chunk, live);
+  } else {
+    out = run_layer(layer, in, hidden.copy_as<float>(), chunk, live);
+  }
   std::vector<int64_t> rows(static_cast<size_t>(in.batch * in.seqlen * layer.num_columns()));
   layer.hash_tokens(in.ids, in.batch, in.seqlen, rows, {}, live);
   const TensorWrite tensors[] = {

@@ -27,7 +27,8 @@
 // 512 / R / 4 seconds instead of the real blocks, so the SSD's slack is known. Printed for a cold
 // cache (batches [0, n)) and the steady state (a fresh cache warmed on [n, 2n), measured on
 // [2n, 3n)); --find-sustained searches (at most S measurements, default 12, starting from R or
-// 1000) the highest R with a penalty of at most 1% for each:
+// 1000) the highest R with a penalty of at most 1% for each, with prefetch or (--no-prefetch)
+// without:
 //   cold start:   sustains X tok/s (penalty P%, cache hit H%, SSD Y IOPS = Z% of probe); the
 //                 probed IOPS allow A tok/s at K reads a token: X/A %
 // (the IOPS figures need --probe, a file from `engram probe --dir` on the table's filesystem).
@@ -270,8 +271,6 @@ inline int bench_offload(int argc, char** argv) {
   const bool find_sustained = args.flag("find-sustained");
   const int64_t backbone_rate = args.integer("backbone-tokens-per-s", 0, 1, int64_t{1} << 30);
   const int64_t max_steps = args.integer("max-steps", 12, 1, 100);
-  if (find_sustained && !prefetch)
-    throw UsageError("--find-sustained measures the prefetched tier");
   std::optional<probe::Limits> limits;
   if (args.has("probe")) limits = probe::Limits::load(args.str("probe"));
   const int64_t threads = args.integer("threads", 2, 1, 1024);
@@ -467,6 +466,11 @@ inline int bench_offload(int argc, char** argv) {
   // A backbone of a set speed: each of its 4 blocks is a busy wait of seq / rate / 4 seconds.
   // Cold: a fresh cache over batches [0, n). Steady: a fresh cache warmed (uncharged) on
   // [n, 2n), measured on [2n, 3n).
+  {
+    const OpenedTable table = open();
+    std::printf("offloaded: %s, %s prefetch\n", table.tier.describe().c_str(),
+                prefetch ? "asynchronous" : "no (synchronous)");
+  }
   auto measure = [&](double rate, bool steady) {
     backbone.set_spin_per_block(static_cast<double>(seq) / rate / 4.0);
     OpenedTable table = open();

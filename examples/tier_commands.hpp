@@ -23,7 +23,6 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
-#include <nlohmann/json.hpp>
 #include <numeric>
 #include <string>
 #include <thread>
@@ -34,6 +33,7 @@
 #include "engram/hashing/ngram_hasher.hpp"
 #include "engram/hashing/primes.hpp"
 #include "engram/io/config.hpp"
+#include "engram/io/hf_config.hpp"
 #include "engram/io/safetensors.hpp"
 #include "engram/layer/checkpoint.hpp"
 #include "engram/memory/codec.hpp"
@@ -97,80 +97,18 @@ inline void check_table_matches(const PackedTableInfo& info, const std::string& 
                " values, the config implies ", config.row_dim());
 }
 
-/// The Engram fields of a DeepSeek-V4.1 Hugging Face config.json (`text_config`) as an
-/// EngramConfig (fused variant), with the compressed vocabulary size and per-layer row totals.
-/// (A small reader for `pack --model`; the model-directory loader of issue 15 supersedes it.)
-struct HfEngramConfig {
-  EngramConfig config;
-  int64_t compressed_vocab_size = 0;
-  std::vector<int64_t> num_embeddings;  ///< per entry of config.layer_ids
-};
-
-inline HfEngramConfig read_hf_engram_config(const std::string& dir) {
-  const std::string path = dir + "/config.json";
-  std::ifstream in(path);
-  ENGRAM_CHECK(in.good(), path, ": cannot open");
-  nlohmann::json root;
-  try {
-    root = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    detail::fail(path, ": not valid JSON: ", e.what());
-  }
-  const nlohmann::json& tc = root.contains("text_config") ? root["text_config"] : root;
-  auto integer = [&](const char* name) {
-    ENGRAM_CHECK(tc.contains(name) && tc[name].is_number_integer(), path, ": field '", name,
-                 "' missing or not an integer");
-    return tc[name].get<int64_t>();
-  };
-  auto integers = [&](const char* name) {
-    ENGRAM_CHECK(tc.contains(name) && tc[name].is_array(), path, ": field '", name,
-                 "' missing or not an array");
-    std::vector<int64_t> out;
-    for (const auto& v : tc[name]) {
-      ENGRAM_CHECK(v.is_number_integer(), path, ": field '", name, "' must hold integers");
-      out.push_back(v.get<int64_t>());
-    }
-    return out;
-  };
-  HfEngramConfig hf;
-  EngramConfig& c = hf.config;
-  c.variant = Variant::kFused;
-  c.max_ngram_size = integer("engram_max_ngram_size");
-  ENGRAM_CHECK(c.max_ngram_size >= 2 && c.max_ngram_size <= 64, path,
-               ": field 'engram_max_ngram_size' must be in [2, 64], found ", c.max_ngram_size);
-  c.engram_vocab_size.assign(static_cast<size_t>(c.max_ngram_size - 1),
-                             integer("engram_vocab_size"));
-  c.n_head_per_ngram = integer("engram_n_heads");
-  c.layer_ids = integers("engram_layer_ids");
-  c.pad_id = integer("engram_pad_token_id");
-  c.hidden_size = integer("hidden_size");
-  c.hc_mult = integer("hc_mult");
-  c.head_dim = integer("engram_head_dim");
-  if (tc.contains("rms_norm_eps") && tc["rms_norm_eps"].is_number())
-    c.rms_norm_eps = tc["rms_norm_eps"].get<double>();
-  c.validate(path);
-  hf.compressed_vocab_size = integer("engram_compressed_vocab_size");
-  hf.num_embeddings = integers("engram_num_embeddings");
-  ENGRAM_CHECK(hf.num_embeddings.size() == c.layer_ids.size(), path,
-               ": field 'engram_num_embeddings' has ", hf.num_embeddings.size(),
-               " entries, 'engram_layer_ids' ", c.layer_ids.size());
-  return hf;
-}
-
 /// engram pack --model DIR --layer L -o TABLE.engram: layer L's table of a Hugging Face
 /// checkpoint directory (read in place from its shards, hf: URI) into the packed format.
 inline int pack_model(const Args& args) {
   const std::string dir = args.str("model");
-  const HfEngramConfig hf = read_hf_engram_config(dir);
-  const EngramConfig& config = hf.config;
+  const std::string config_path = dir + "/config.json";
+  const HfEngramConfig hf = HfEngramConfig::load(config_path);
+  const EngramConfig& config = hf.engram;
   const int64_t layer = args.integer("layer", config.layer_ids.front());
-  config.require_layer(layer, dir + "/config.json");
+  config.require_layer(layer, config_path);
   const std::vector<int64_t> primes = engram_layer_primes(config, layer);
   const int64_t rows = std::accumulate(primes.begin(), primes.end(), int64_t{0});
-  const auto at = std::find(config.layer_ids.begin(), config.layer_ids.end(), layer);
-  const int64_t listed = hf.num_embeddings[static_cast<size_t>(at - config.layer_ids.begin())];
-  ENGRAM_CHECK(rows == listed, dir, "/config.json: layer ", layer, "'s primes sum to ", rows,
-               " rows but engram_num_embeddings says ", listed);
+  hf.check_table_rows(layer, rows, config_path);
   TableOpenOptions options;
   options.table_info =
       PackedTableInfo::make(config, layer, "fp8_e4m3", primes,
@@ -299,10 +237,12 @@ inline int pack(int argc, char** argv) {
 /// Runs `layer` (loaded with table_in_tier) over [B, T] tokens with its rows fetched from `table`,
 /// whole (chunk <= 0) or `chunk` tokens at a time with decode states; returns out [B, T, hc, d].
 /// The next chunk's rows are prefetched while the current chunk runs.
+/// `live` (empty, or [B, T] with 0 at dead tokens) is for the fused layer, whose gate it shuts.
 template <class Layer>
 std::vector<float> run_layer_from_table(const Layer& layer, OpenedTable& table, int64_t batch,
                                         int64_t seqlen, std::span<const int64_t> ids,
-                                        std::span<const float> hidden, int64_t chunk) {
+                                        std::span<const float> hidden, int64_t chunk,
+                                        std::span<const uint8_t> live = {}) {
   const int64_t width = layer.hc_mult() * layer.hidden_size(), cols = layer.num_columns();
   if (chunk <= 0 || chunk >= seqlen) chunk = seqlen;
   TieredMemoryT<AnyTier> memory(table.tier, table.info, {.max_tokens = batch * chunk});
@@ -313,16 +253,20 @@ std::vector<float> run_layer_from_table(const Layer& layer, OpenedTable& table, 
   for (auto& s : states) state_ptrs.push_back(&s);
   typename Layer::Workspace ws;
   std::vector<int64_t> ids_chunk, hash_ids;
+  std::vector<uint8_t> live_chunk, live_next;
   std::vector<float> hidden_chunk, out_chunk, e;
   auto chunk_len = [&](int64_t t0) { return std::min(chunk, seqlen - t0); };
   // Hash chunk t0 (advancing the states' hash history) and queue its fetch.
   auto submit = [&](int64_t t0) {
     const int64_t k = chunk_len(t0);
     ids_chunk.resize(static_cast<size_t>(batch * k));
-    for (int64_t b = 0; b < batch; ++b)
+    live_next.resize(live.empty() ? 0 : static_cast<size_t>(batch * k));
+    for (int64_t b = 0; b < batch; ++b) {
       std::copy_n(ids.begin() + b * seqlen + t0, k, ids_chunk.begin() + b * k);
+      if (!live.empty()) std::copy_n(live.begin() + b * seqlen + t0, k, live_next.begin() + b * k);
+    }
     hash_ids.resize(static_cast<size_t>(batch * k * cols));
-    layer.hash_tokens(ids_chunk, batch, k, hash_ids, state_ptrs);
+    layer.hash_tokens(ids_chunk, batch, k, hash_ids, state_ptrs, live_next);
     return memory.submit(hash_ids);
   };
   if (seqlen == 0 || batch == 0) return out;
@@ -331,13 +275,22 @@ std::vector<float> run_layer_from_table(const Layer& layer, OpenedTable& table, 
     const int64_t k = chunk_len(t0);
     e.resize(static_cast<size_t>(batch * k * memory.memory_dim()));
     memory.wait(ticket, e);
+    live_chunk = live_next;
     if (t0 + chunk < seqlen) ticket = submit(t0 + chunk);  // overlaps this chunk's layer
     hidden_chunk.resize(static_cast<size_t>(batch * k * width));
     out_chunk.resize(hidden_chunk.size());
     for (int64_t b = 0; b < batch; ++b)
       std::copy_n(hidden.begin() + (b * seqlen + t0) * width, k * width,
                   hidden_chunk.begin() + b * k * width);
-    layer.forward_memory(e, hidden_chunk, batch, k, out_chunk, state_ptrs, ws);
+    if constexpr (requires {
+                    layer.forward_memory(e, hidden_chunk, batch, k, out_chunk, state_ptrs, ws,
+                                         live_chunk);
+                  }) {
+      layer.forward_memory(e, hidden_chunk, batch, k, out_chunk, state_ptrs, ws, live_chunk);
+    } else {
+      ENGRAM_CHECK(live.empty(), "run_layer_from_table: this layer takes no live mask");
+      layer.forward_memory(e, hidden_chunk, batch, k, out_chunk, state_ptrs, ws);
+    }
     for (int64_t b = 0; b < batch; ++b)
       std::copy_n(out_chunk.begin() + b * k * width, k * width,
                   out.begin() + (b * seqlen + t0) * width);

@@ -1,6 +1,7 @@
 // `engram info|hash|forward --model DIR` on V4.1 directories laid out as released
 // (tests/data/v41): the real config's row totals, the oracle's hash ids exactly, outputs within
-// 1e-3 of the largest |output - hidden| whole and in chunks of 1 and 5, --help, one error line.
+// 1e-3 of the largest |output - hidden| whole and in chunks of 1 and 5, the same from the rows a
+// tier serves (hf: shards as shipped, file: packed), --help, one error line.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -71,8 +72,39 @@ TEST(ModelCli, HashAndForwardMatchTheOracle) {
       for (size_t i = 0; i < want.size(); ++i)
         err = std::max(err, std::abs(double(values[i]) - double(want[i])));
       EXPECT_LT(err / scale, 1e-3);
+      // The same rows served by a tier from the shards as shipped (hf:) and from a packed copy
+      // (file:): the output equals the resident forward's exactly.
+      const std::string packed = tmp(name + ".engram");
+      if (chunk == "0") {
+        const CliRun p =
+            test::run_cli("pack --model " + dir + "/model --layer " + layer + " -o " + packed);
+        ASSERT_EQ(p.status, 0) << p.output;
+      }
+      for (const std::string uri :
+           {"hf:" + dir + "/model?layer=" + layer + "&cache_mb=1", "file:" + packed}) {
+        SCOPED_TRACE(uri);
+        const std::string tiered = tmp(name + "_tier" + chunk + ".safetensors");
+        const CliRun t = test::run_cli("forward" + common + " --chunk " + chunk + " --table '" +
+                                       uri + "' -o " + tiered);
+        ASSERT_EQ(t.status, 0) << t.output;
+        EXPECT_EQ(SafetensorsFile(tiered).at("output").copy_as<float>(), values);
+      }
     }
   }
+}
+
+// bench --model: the checkpoint's own FP8 layer, its throughput and the split of a forward.
+TEST(ModelCli, BenchRunsTheCheckpointsLayer) {
+  const std::string dir = test::data_path("v41/golden/model");
+  const CliRun r = test::run_cli("bench --model " + dir + " --lookup " + kLookup +
+                                 " --layer 3 --batch 2 --seqlen 8 --reps 3 --threads 1 --profile");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("model " + dir + " layer 3 batch 2 seqlen 8 threads 1 wkv fp8"));
+  EXPECT_THAT(r.output, HasSubstr("tokens/s "));
+  EXPECT_THAT(r.output, HasSubstr("non-GEMM share"));
+  const CliRun bad =
+      test::run_cli("bench --model " + dir + " --lookup " + kLookup + " --dtype bf16");
+  EXPECT_EQ(bad.status, 2) << bad.output;
 }
 
 TEST(ModelCli, HelpAndErrors) {

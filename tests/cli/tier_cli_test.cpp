@@ -280,26 +280,32 @@ TEST(TierCliBench, BenchOffloadWithASetBackboneSpeedReportsColdAndSteadyState) {
                   probe)
                 .status,
             0);
-  r = run(cmd + " --find-sustained --max-steps 2 --backbone-tokens-per-s 2000 --probe " + probe);
-  ASSERT_EQ(r.status, 0) << r.output;
-  for (const std::string phase : {"cold start:", "steady state:"}) {
-    EXPECT_THAT(r.output, ContainsRegex(phase + " +(sustains [0-9]+ tok/s \\(penalty -?[0-9.]+%, "
-                                                "cache hit [0-9.]+%, SSD [0-9]+ IOPS = [0-9]+% of "
-                                                "probe\\)|sustains no backbone rate)"))
-        << r.output;
+  for (const std::string no_prefetch : {"", " --no-prefetch"}) {
+    r = run(cmd + " --find-sustained --max-steps 2 --backbone-tokens-per-s 2000 --probe " + probe +
+            no_prefetch);
+    ASSERT_EQ(r.status, 0) << r.output;
+    EXPECT_THAT(r.output, HasSubstr(no_prefetch.empty() ? "asynchronous prefetch"
+                                                        : "no (synchronous) prefetch"));
+    for (const std::string phase : {"cold start:", "steady state:"}) {
+      EXPECT_THAT(r.output,
+                  ContainsRegex(phase + " +(sustains [0-9]+ tok/s \\(penalty -?[0-9.]+%, "
+                                        "cache hit [0-9.]+%, SSD [0-9]+ IOPS = [0-9]+% of "
+                                        "probe\\)|sustains no backbone rate)"))
+          << r.output;
+    }
   }
-  // Too short a corpus for three passes, and a bad combination, are errors.
+  // Too short a corpus for three passes, and a rate of 0, are errors.
   r = run(base + " --backbone-tokens-per-s 1000 --tokens 100000");
   EXPECT_EQ(r.status, 1) << r.output;
   EXPECT_THAT(r.output, HasSubstr("need 3 x --tokens"));
-  r = run(cmd + " --find-sustained --no-prefetch");
+  r = run(cmd + " --find-sustained --backbone-tokens-per-s 0");
   EXPECT_EQ(r.status, 2) << r.output;
 }
 
 // pack --model: a V4.1 checkpoint directory's table (FP8 rows and scales in two shards) becomes a
 // packed table whose every row record equals the shard tier's.
 TEST(TierCliModel, PackModelWritesTheShardTableRowForRow) {
-  const std::string dir = test::data_path("v41/model");
+  const std::string dir = test::data_path("v41/golden/model");
   const std::string table = tmp("v41_layer1.engram");
   CliRun r = run("pack --model " + dir + " --layer 1 -o " + table);
   ASSERT_EQ(r.status, 0) << r.output;

@@ -35,7 +35,7 @@ using Io = SafetensorsTierOptions::Io;
 
 using test::error_of;
 
-std::string model_dir() { return test::data_path("v41/model"); }
+std::string model_dir() { return test::data_path("v41/golden/model"); }
 std::string shard(int s) {
   return model_dir() + "/model-0000" + std::to_string(s) + "-of-00003.safetensors";
 }
@@ -148,7 +148,7 @@ PackedTableInfo golden_info(int64_t layer) {
 
 TEST(SafetensorsTier, GoldenMemoryThroughCacheAndPrefetcherEqualsTheOracle) {
   const PackedTableInfo info = golden_info(1);
-  const SafetensorsFile expected(test::data_path("v41/expected.safetensors"));
+  const SafetensorsFile expected(test::data_path("v41/golden/expected.safetensors"));
   const std::vector<int64_t> hash_ids = expected.read_int64("hash_ids");
   const std::vector<float> want = expected.at("memory").copy_as<float>();
   const int64_t tokens = static_cast<int64_t>(hash_ids.size()) / 6;
@@ -313,7 +313,7 @@ struct GoldenMemory {
   std::vector<int64_t> hash_ids;
   std::vector<float> memory;
   GoldenMemory() {
-    const SafetensorsFile expected(test::data_path("v41/expected.safetensors"));
+    const SafetensorsFile expected(test::data_path("v41/golden/expected.safetensors"));
     hash_ids = expected.read_int64("hash_ids");
     memory = expected.at("memory").copy_as<float>();
   }
