@@ -10,7 +10,11 @@ common=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DENGRAM_BUILD_BENCH=OFF -DENGRAM_INST
 step() { local t0=$SECONDS; "$@"; echo "sanitize: $* took $((SECONDS - t0)) s"; }
 cmake -S . -B build-asan "${common[@]}" -DENGRAM_BUILD_EXAMPLES=ON -DENGRAM_SANITIZE=address,undefined >/dev/null
 step cmake --build build-asan -j"$(nproc)"
-step ctest --test-dir build-asan --output-on-failure --no-tests=error -j"$(nproc)" -E cmake_import
+# Under ASan, the compression tables of the five large byte-level vocabularies (the same code path as
+# DeepSeek-V3's and GPT-4o's, which stay) and the timing-driven offload benchmark run only in the
+# Release suite: they cost minutes here and add no code coverage.
+step ctest --test-dir build-asan --output-on-failure --no-tests=error -j"$(nproc)" \
+  -E "cmake_import|HuggingFaceTable.*/(qwen3|llama3|gpt_oss|gemma3)$|BenchOffloadWithASetBackboneSpeed"
 if ctest --test-dir build-asan -N -L threads | grep -q "Total Tests: [1-9]"; then
   cmake -S . -B build-tsan "${common[@]}" -DENGRAM_BUILD_EXAMPLES=OFF -DENGRAM_SANITIZE=thread >/dev/null
   step cmake --build build-tsan -j"$(nproc)" --target engram_threads_tests
