@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <dnnl.hpp>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 #include "engram/detail/float16.hpp"
@@ -68,11 +69,18 @@ struct ThreadScope {
   int saved, saved_omp;
 };
 
-/// args: T, threads.
-void BM_EngramF32(benchmark::State& state) {
+/// engram's LinearT with weights of type W (f32, or bf16 widened exactly). args: T, threads.
+template <class W>
+void engram_linear(benchmark::State& state) {
   const int64_t rows = state.range(0);
   ThreadScope threads(static_cast<int>(state.range(1)));
-  const LinearT<float> linear(weights(), kOut, kIn);
+  std::vector<W> w(weights().size());
+  if constexpr (std::is_same_v<W, float>) {
+    w = weights();
+  } else {
+    detail::f32_to_bf16(weights().data(), w.data(), static_cast<int64_t>(w.size()));
+  }
+  const LinearT<float, W> linear(w, kOut, kIn);
   const auto x = activations(rows);
   std::vector<float> y(static_cast<size_t>(rows * kOut));
   for (auto _ : state) {
@@ -80,24 +88,11 @@ void BM_EngramF32(benchmark::State& state) {
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
-  set_counters(state, rows, 4.0 * kOut * kIn);
+  set_counters(state, rows, static_cast<double>(sizeof(W)) * kOut * kIn);
 }
 
-void BM_EngramBF16Weights(benchmark::State& state) {
-  const int64_t rows = state.range(0);
-  ThreadScope threads(static_cast<int>(state.range(1)));
-  std::vector<BFloat16> w(weights().size());
-  detail::f32_to_bf16(weights().data(), w.data(), static_cast<int64_t>(w.size()));
-  const LinearT<float, BFloat16> linear(w, kOut, kIn);
-  const auto x = activations(rows);
-  std::vector<float> y(static_cast<size_t>(rows * kOut));
-  for (auto _ : state) {
-    linear.forward(x.data(), rows, y.data(), false);
-    benchmark::DoNotOptimize(y.data());
-    benchmark::ClobberMemory();
-  }
-  set_counters(state, rows, 2.0 * kOut * kIn);
-}
+void BM_EngramF32(benchmark::State& state) { engram_linear<float>(state); }
+void BM_EngramBF16Weights(benchmark::State& state) { engram_linear<BFloat16>(state); }
 
 /// oneDNN matmul y[T, out] = x[T, in] * W^T, W^T given as [in, out] with format "ba" (W's own
 /// row-major [out, in] memory), reordered once into the primitive's preferred weight layout.
