@@ -5,8 +5,10 @@
 # step's wall time. ENGRAM_REQUIRE_ALL (environment, default OFF) is passed to CMake.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-common=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DENGRAM_BUILD_BENCH=OFF -DENGRAM_INSTALL=OFF
-        -DENGRAM_REQUIRE_ALL="${ENGRAM_REQUIRE_ALL:-OFF}")
+# -O1 -g1 (line tables for the reports): the sanitizers' usual level, and a third faster to build
+# on 2 cores than RelWithDebInfo's -O2 -g.
+common=(-DCMAKE_BUILD_TYPE=Release "-DCMAKE_CXX_FLAGS_RELEASE=-O1 -g1" -DENGRAM_BUILD_BENCH=OFF
+        -DENGRAM_INSTALL=OFF -DENGRAM_REQUIRE_ALL="${ENGRAM_REQUIRE_ALL:-OFF}")
 step() { local t0=$SECONDS; "$@"; echo "sanitize: $* took $((SECONDS - t0)) s"; }
 cmake -S . -B build-asan "${common[@]}" -DENGRAM_BUILD_EXAMPLES=ON -DENGRAM_SANITIZE=address,undefined >/dev/null
 step cmake --build build-asan -j"$(nproc)"
