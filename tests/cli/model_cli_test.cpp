@@ -80,7 +80,7 @@ TEST(ModelCli, HashAndForwardMatchTheOracle) {
             test::run_cli("pack --model " + dir + "/model --layer " + layer + " -o " + packed);
         ASSERT_EQ(p.status, 0) << p.output;
       }
-      for (const std::string uri :
+      for (const std::string& uri :
            {"hf:" + dir + "/model?layer=" + layer + "&cache_mb=1", "file:" + packed}) {
         SCOPED_TRACE(uri);
         const std::string tiered = tmp(name + "_tier" + chunk + ".safetensors");
