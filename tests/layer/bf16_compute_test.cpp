@@ -23,14 +23,6 @@ using test::LayerGolden;
 using test::load_layer_golden;
 using test::relative_max_error;
 
-template <class Layer>
-std::vector<float> run(const Layer& layer, const LayerGolden& g) {
-  typename Layer::Workspace ws;
-  std::vector<float> out(g.expected.size());
-  layer.forward(g.hash_ids, g.hidden, g.batch, g.seq_len, out, ws);
-  return out;
-}
-
 class Bf16ComputeTest : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(Bf16ComputeTest, MatchesItsReferenceAndTheBf16Oracle) {
@@ -46,10 +38,11 @@ TEST_P(Bf16ComputeTest, MatchesItsReferenceAndTheBf16Oracle) {
   const auto layer = EngramLayer::load(g.config, g.weights, native);
   ASSERT_TRUE(layer.projection().is_bf16());
   EXPECT_EQ(layer.projection().bf16_weights().native_bf16(), best_isa() >= Isa::kAvx512Bf16);
-  const std::vector<float> out = run(layer, g);
+  const std::vector<float> out = test::forward_whole(layer, g);
   std::vector<float> reference(out.size());
   layer.forward_reference(g.hash_ids, g.hidden, g.batch, g.seq_len, reference);
-  const std::vector<float> exact = run(EngramLayer::load(g.config, g.weights, widening), g);
+  const std::vector<float> exact =
+      test::forward_whole(EngramLayer::load(g.config, g.weights, widening), g);
 
   const double vs_reference = relative_max_error(out, reference);
   const double vs_exact = relative_max_error(out, exact);
@@ -85,10 +78,11 @@ TEST_P(Bf16ComputeFusedTest, MatchesItsReference) {
   widening.bf16_projection = true;
   const auto layer = FusedEngramLayer::load(g.config, g.weights, native);
   EXPECT_EQ(layer.projection().bf16_weights().native_bf16(), best_isa() >= Isa::kAvx512Bf16);
-  const std::vector<float> out = run(layer, g);
+  const std::vector<float> out = test::forward_whole(layer, g);
   std::vector<float> reference(out.size());
   layer.forward_reference(g.hash_ids, g.hidden, g.batch, g.seq_len, reference);
-  const std::vector<float> exact = run(FusedEngramLayer::load(g.config, g.weights, widening), g);
+  const std::vector<float> exact =
+      test::forward_whole(FusedEngramLayer::load(g.config, g.weights, widening), g);
   EXPECT_LT(relative_max_error(out, reference), 1e-5);
   EXPECT_LT(relative_max_error(out, exact), 1e-2);
   EXPECT_LT(relative_max_error(out, g.expected), 2e-2);

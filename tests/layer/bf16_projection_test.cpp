@@ -54,14 +54,6 @@ std::string write_rounded_checkpoint(const LayerGolden& g, const std::string& na
   return path;
 }
 
-template <class Layer>
-std::vector<float> run_whole(const Layer& layer, const LayerGolden& g) {
-  typename Layer::Workspace ws;
-  std::vector<float> out(g.expected.size());
-  layer.forward(g.hash_ids, g.hidden, g.batch, g.seq_len, out, ws);
-  return out;
-}
-
 class Bf16ProjectionTest : public ::testing::TestWithParam<const char*> {};
 
 struct Outputs {
@@ -81,11 +73,11 @@ Outputs run_all(const LayerGolden& g, const std::string& rounded_path) {
   EXPECT_TRUE(layer.weights().kv_weight.empty());
   EXPECT_EQ(static_cast<int64_t>(layer.weights().kv_weight_bf16.size()), n * m);
   Outputs o;
-  o.fast = run_whole(layer, g);
+  o.fast = test::forward_whole(layer, g);
   o.reference.resize(g.expected.size());
   layer.forward_reference(g.hash_ids, g.hidden, g.batch, g.seq_len, o.reference);
-  o.on_rounded = run_whole(Layer::load(g.config, rounded_path, f32), g);
-  o.unrounded = run_whole(Layer::load(g.config, g.weights, f32), g);
+  o.on_rounded = test::forward_whole(Layer::load(g.config, rounded_path, f32), g);
+  o.unrounded = test::forward_whole(Layer::load(g.config, g.weights, f32), g);
   return o;
 }
 
@@ -113,7 +105,7 @@ TEST_P(Bf16DemoStreamingTest, TokenByTokenEqualsWhole) {
   CheckpointOptions bf16{.prefix = "", .column_rows = g.primes};
   bf16.bf16_projection = true;
   const auto layer = EngramLayer::load(g.config, g.weights, bf16);
-  const std::vector<float> whole = run_whole(layer, g);
+  const std::vector<float> whole = test::forward_whole(layer, g);
   const int64_t cols = g.config.num_columns(), w = g.width();
   EngramLayer::Workspace ws;
   std::vector<float> streamed(whole.size());

@@ -152,6 +152,15 @@ Layer load_with_hasher(const LayerGolden& g, int64_t layer_id) {
   return Layer::load(g.config, g.weights, std::move(hasher));
 }
 
+/// The layer's output over the whole golden batch from its hash ids (the fast path).
+template <class Layer>
+std::vector<float> forward_whole(const Layer& layer, const LayerGolden& g) {
+  typename Layer::Workspace ws;
+  std::vector<float> out(g.expected.size());
+  layer.forward(g.hash_ids, g.hidden, g.batch, g.seq_len, out, ws);
+  return out;
+}
+
 inline std::string temp_path(const std::string& name) {
   return (std::filesystem::temp_directory_path() /
           ("engram_layer_test_" + std::to_string(::getpid()) + "_" + name))
