@@ -1,9 +1,9 @@
 // engram/train/optimizers.hpp: sparse row optimisers for embedding tables, dense AdamW.
 //
 // Table optimisers update only the rows of a SparseRowGrad (train/sparse_grad.hpp), in ascending
-// row order, state beside the rows (ZeroedBuffer: untouched rows' state costs no memory). All math
-// in f32; hyperparameters are doubles and every scalar is formed in double and rounded to f32
-// once, as PyTorch does with Python floats. Per touched row r, gradient g [D], weights w [D]:
+// row order, state beside the rows (RowStorage: untouched rows' state costs no memory; in RAM or
+// in files, trainable_table.hpp's Placement). All math in f32; hyperparameters are doubles and
+// every scalar is formed in double and rounded to f32 once, as PyTorch does with Python floats. Per touched row r, gradient g [D], weights w [D]:
 //   SparseSgd       w += f32(-lr) * g                                          (torch.optim.SGD)
 //   RowwiseAdagrad  g += weight_decay * w (if > 0);  sum[r] += (sum_j g_j^2) / D;
 //                   w -= f32(lr / (sqrt(sum[r]) + eps)) * g      (FBGEMM/TorchRec rowwise adagrad,
@@ -159,8 +159,13 @@ struct RowwiseAdagradOptions {
 class RowwiseAdagrad {
  public:
   static constexpr std::string_view kKind = "rowwise_adagrad";
-  RowwiseAdagrad(RowwiseAdagradOptions options, int64_t rows, int64_t row_dim)
-      : options_(options), rows_(rows), row_dim_(row_dim), sum_(rows) {}
+  /// State in RAM, or in "<placement.path>.sum" (trainable_table.hpp).
+  RowwiseAdagrad(RowwiseAdagradOptions options, int64_t rows, int64_t row_dim,
+                 const Placement& placement = {})
+      : options_(options),
+        rows_(rows),
+        row_dim_(row_dim),
+        sum_(placement.make<float>(rows, ".sum")) {}
 
   void step(TrainableTable& table, const SparseRowGrad& grad) {
     detail::check_table(table, rows_, row_dim_, kKind);
@@ -193,6 +198,8 @@ class RowwiseAdagrad {
 
   /// The per-row state, [rows].
   std::span<float> sum() noexcept { return sum_.span(); }
+  /// Writes the touched state pages back to their file (no-op in RAM).
+  void flush() { sum_.flush(); }
   OptimizerState state() { return {kKind, {{"sum", {rows_}, sum_.span()}}, &step_}; }
   const RowwiseAdagradOptions& options() const noexcept { return options_; }
   int64_t step_count() const noexcept { return step_; }
@@ -200,7 +207,7 @@ class RowwiseAdagrad {
  private:
   RowwiseAdagradOptions options_;
   int64_t rows_, row_dim_;
-  ZeroedBuffer<float> sum_;
+  RowStorage<float> sum_;
   int64_t step_ = 0;
 };
 
@@ -217,12 +224,14 @@ struct SparseAdamOptions {
 class SparseAdam {
  public:
   static constexpr std::string_view kKind = "sparse_adam";
-  SparseAdam(SparseAdamOptions options, int64_t rows, int64_t row_dim)
+  /// State in RAM, or in "<placement.path>.exp_avg" and ".exp_avg_sq" (trainable_table.hpp).
+  SparseAdam(SparseAdamOptions options, int64_t rows, int64_t row_dim,
+             const Placement& placement = {})
       : options_(options),
         rows_(rows),
         row_dim_(row_dim),
-        exp_avg_(rows * row_dim),
-        exp_avg_sq_(rows * row_dim) {}
+        exp_avg_(placement.make<float>(rows * row_dim, ".exp_avg")),
+        exp_avg_sq_(placement.make<float>(rows * row_dim, ".exp_avg_sq")) {}
 
   void step(TrainableTable& table, const SparseRowGrad& grad) {
     detail::check_table(table, rows_, row_dim_, kKind);
@@ -256,6 +265,11 @@ class SparseAdam {
 
   std::span<float> exp_avg() noexcept { return exp_avg_.span(); }
   std::span<float> exp_avg_sq() noexcept { return exp_avg_sq_.span(); }
+  /// Writes the touched state pages back to their files (no-op in RAM).
+  void flush() {
+    exp_avg_.flush();
+    exp_avg_sq_.flush();
+  }
   OptimizerState state() {
     return {kKind,
             {{"exp_avg", {rows_, row_dim_}, exp_avg_.span()},
@@ -268,7 +282,7 @@ class SparseAdam {
  private:
   SparseAdamOptions options_;
   int64_t rows_, row_dim_;
-  ZeroedBuffer<float> exp_avg_, exp_avg_sq_;
+  RowStorage<float> exp_avg_, exp_avg_sq_;
   int64_t step_ = 0;
 };
 
