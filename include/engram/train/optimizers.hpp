@@ -3,7 +3,8 @@
 // Table optimisers update only the rows of a SparseRowGrad (train/sparse_grad.hpp), in ascending
 // row order, state beside the rows (RowStorage: untouched rows' state costs no memory; in RAM or
 // in files, trainable_table.hpp's Placement). All math in f32; hyperparameters are doubles and
-// every scalar is formed in double and rounded to f32 once, as PyTorch does with Python floats. Per touched row r, gradient g [D], weights w [D]:
+// every scalar is formed in double and rounded to f32 once, as PyTorch does with Python floats. Per
+// touched row r, gradient g [D], weights w [D]:
 //   SparseSgd       w += f32(-lr) * g                                          (torch.optim.SGD)
 //   RowwiseAdagrad  g += weight_decay * w (if > 0);  sum[r] += (sum_j g_j^2) / D;
 //                   w -= f32(lr / (sqrt(sum[r]) + eps)) * g      (FBGEMM/TorchRec rowwise adagrad,
@@ -32,6 +33,8 @@
 #include <string_view>
 #include <thread>
 #include <vector>
+
+#include <Eigen/Core>
 
 #include "engram/error.hpp"
 #include "engram/train/sparse_grad.hpp"
@@ -105,6 +108,35 @@ inline void check_table(const TrainableTable& table, int64_t rows, int64_t row_d
   ENGRAM_CHECK(table.rows() == rows && table.row_dim() == row_dim, who, ": table is [",
                table.rows(), ", ", table.row_dim(), "], the optimiser was made for [", rows, ", ",
                row_dim, "]");
+}
+
+/// The f32 scalars of one SparseAdam step.
+struct SparseAdamScalars {
+  float one_minus_beta1, one_minus_beta2, neg_step_size, eps;
+};
+
+/// SparseAdam on one row, the scalar reference (the spec in code).
+inline void sparse_adam_row_reference(float* w, float* m, float* v, const float* g, int64_t dim,
+                                      const SparseAdamScalars& k) noexcept {
+  for (int64_t j = 0; j < dim; ++j) {
+    const float m_new = m[j] + (g[j] - m[j]) * k.one_minus_beta1;
+    const float v_new = v[j] + (g[j] * g[j] - v[j]) * k.one_minus_beta2;
+    m[j] = m_new;
+    v[j] = v_new;
+    w[j] = w[j] + k.neg_step_size * (m_new / (std::sqrt(v_new) + k.eps));
+  }
+}
+
+/// SparseAdam on one row, vectorised through Eigen arrays (std::sqrt does not vectorise while
+/// it may set errno). Same formula as the reference; products may fuse into FMAs differently.
+inline void sparse_adam_row(float* w, float* m, float* v, const float* g, int64_t dim,
+                            const SparseAdamScalars& k) noexcept {
+  using Row = Eigen::Map<Eigen::ArrayXf>;
+  const Eigen::Map<const Eigen::ArrayXf> grad(g, dim);
+  Row mr(m, dim), vr(v, dim), wr(w, dim);
+  mr += (grad - mr) * k.one_minus_beta1;
+  vr += (grad.square() - vr) * k.one_minus_beta2;
+  wr += k.neg_step_size * (mr / (vr.sqrt() + k.eps));
 }
 
 }  // namespace detail
@@ -248,17 +280,12 @@ class SparseAdam {
     float* w = table.weights().data();
     float* m = exp_avg_.data();
     float* v = exp_avg_sq_.data();
+    const detail::SparseAdamScalars k{one_minus_beta1, one_minus_beta2, neg_step_size, eps};
     detail::split_range(grad.size(), options_.threads, 1, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         const int64_t offset = grad.rows[i] * row_dim_;
-        const float* g = grad.values.data() + i * row_dim_;
-        for (int64_t j = 0; j < row_dim_; ++j) {
-          const float m_new = m[offset + j] + (g[j] - m[offset + j]) * one_minus_beta1;
-          const float v_new = v[offset + j] + (g[j] * g[j] - v[offset + j]) * one_minus_beta2;
-          m[offset + j] = m_new;
-          v[offset + j] = v_new;
-          w[offset + j] = w[offset + j] + neg_step_size * (m_new / (std::sqrt(v_new) + eps));
-        }
+        detail::sparse_adam_row(w + offset, m + offset, v + offset,
+                                grad.values.data() + i * row_dim_, row_dim_, k);
       }
     });
   }
