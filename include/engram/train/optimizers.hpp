@@ -128,7 +128,9 @@ inline void sparse_adam_row_reference(float* w, float* m, float* v, const float*
 }
 
 /// SparseAdam on one row, vectorised through Eigen arrays (std::sqrt does not vectorise while
-/// it may set errno). Same formula as the reference; products may fuse into FMAs differently.
+/// it may set errno). Same formula as the reference; products may fuse into FMAs differently, and
+/// which values take the packet path depends on the row's address: RowStorage is page-aligned, so
+/// a given row of a given table shape always takes the same path (runs and resumes agree).
 inline void sparse_adam_row(float* w, float* m, float* v, const float* g, int64_t dim,
                             const SparseAdamScalars& k) noexcept {
   using Row = Eigen::Map<Eigen::ArrayXf>;
@@ -137,6 +139,26 @@ inline void sparse_adam_row(float* w, float* m, float* v, const float* g, int64_
   mr += (grad - mr) * k.one_minus_beta1;
   vr += (grad.square() - vr) * k.one_minus_beta2;
   wr += k.neg_step_size * (mr / (vr.sqrt() + k.eps));
+}
+
+/// The f32 scalars of one AdamW step.
+struct AdamWScalars {
+  float decay, beta1, beta2, one_minus_beta1, one_minus_beta2, neg_step_size, bias_correction2_sqrt,
+      eps;
+};
+
+/// AdamW on n values (torch's single-tensor AdamW, op by op). Scalar on purpose: a vectorised
+/// version peels by the address of its output, so a parameter or state moved to another address
+/// (a resume) could take the other path and round differently; dense weights are small.
+inline void adamw_span(float* w, float* m, float* v, const float* g, int64_t n,
+                       const AdamWScalars& k) noexcept {
+  for (int64_t i = 0; i < n; ++i) {
+    w[i] = w[i] * k.decay;
+    m[i] = m[i] * k.beta1 + k.one_minus_beta1 * g[i];
+    v[i] = v[i] * k.beta2 + k.one_minus_beta2 * g[i] * g[i];
+    const float denom = std::sqrt(v[i]) / k.bias_correction2_sqrt + k.eps;
+    w[i] = w[i] + k.neg_step_size * (m[i] / denom);
+  }
 }
 
 }  // namespace detail
@@ -351,18 +373,12 @@ class DenseAdamW {
     const float neg_step_size = static_cast<float>(-(options_.lr / bias_correction1));
     const float bias_correction2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
     const float eps = static_cast<float>(options_.eps);
-    float* w = param.data();
-    const float* g = grad.data();
-    float* m = exp_avg_.data();
-    float* v = exp_avg_sq_.data();
+    const detail::AdamWScalars k{
+        decay, beta1, beta2, one_minus_beta1, one_minus_beta2, neg_step_size, bias_correction2_sqrt,
+        eps};
     detail::split_range(numel_, options_.threads, 1024, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        w[i] = w[i] * decay;
-        m[i] = m[i] * beta1 + one_minus_beta1 * g[i];
-        v[i] = v[i] * beta2 + one_minus_beta2 * g[i] * g[i];
-        const float denom = std::sqrt(v[i]) / bias_correction2_sqrt + eps;
-        w[i] = w[i] + neg_step_size * (m[i] / denom);
-      }
+      detail::adamw_span(param.data() + begin, exp_avg_.data() + begin, exp_avg_sq_.data() + begin,
+                         grad.data() + begin, end - begin, k);
     });
   }
 
