@@ -6,3 +6,9 @@ engram_add_test(train_backward_test train/backward_test.cpp
 if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13)
   target_compile_options(train_backward_test PRIVATE -Wno-maybe-uninitialized -Wno-uninitialized -Wno-array-bounds)
 endif()
+# `engram backward` against the PyTorch autograd golden (tests/data/train/demo_grad).
+if(TARGET engram_cli)
+  engram_add_test(train_backward_cli_test train/backward_cli_test.cpp)
+  target_compile_definitions(train_backward_cli_test PRIVATE ENGRAM_CLI_PATH="$<TARGET_FILE:engram_cli>")
+  add_dependencies(train_backward_cli_test engram_cli)
+endif()
