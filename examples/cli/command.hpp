@@ -1,11 +1,10 @@
-// cli/command.hpp: one `engram` command as the command table in main.cpp sees it, and the list of
-// commands.
+// cli/command.hpp: one `engram` command as the command table in main.cpp sees it.
 //
 // A command is a file cli/NAME_command.cpp (or a group file) defining `Command NAME_command()`:
 // its name, a one-line summary, its usage forms, its options and one example (what
 // `engram NAME --help` prints), and the function that runs it on argv[2..argc). Adding a command
-// is that file plus one X(NAME) line in ENGRAM_CLI_COMMANDS below; CMake picks up every
-// cli/*.cpp, and `engram --help`, the --help tests and the README check follow the list.
+// is that file plus one X(NAME) line in command_list.hpp; CMake picks up every cli/*.cpp, and
+// `engram --help`, the --help tests and the README check follow the list.
 //
 // run: throws UsageError (args.hpp) for bad usage (exit status 2, printed with the usage) and
 // anything else derived from std::exception for bad inputs (exit status 1, one line
@@ -24,22 +23,5 @@ struct Command {
   std::string_view example;  ///< one command line, after "engram "
   int (*run)(int argc, char** argv);
 };
-
-// Every command, in the order `engram --help` lists them.
-#define ENGRAM_CLI_COMMANDS(X) \
-  X(compress_vocab)            \
-  X(info)                      \
-  X(hash)                      \
-  X(forward)                   \
-  X(pack)                      \
-  X(bench_offload)             \
-  X(push)                      \
-  X(bench)                     \
-  X(probe)                     \
-  X(demo)
-
-#define ENGRAM_CLI_DECLARE_COMMAND(name) Command name##_command();
-ENGRAM_CLI_COMMANDS(ENGRAM_CLI_DECLARE_COMMAND)
-#undef ENGRAM_CLI_DECLARE_COMMAND
 
 }  // namespace engram::cli

@@ -1,7 +1,8 @@
 // engram: the command-line tool. Each command is one capability of the library on files; the
-// table below (command.hpp's list) says which, and every command lives in its own file:
+// table below (command_list.hpp) says which, and every command lives in its own file:
 //
 //   layer_commands.cpp   compress-vocab, hash, forward (a checkpoint and a config)
+//   train_commands.cpp   backward (one layer's gradients)
 //   model_commands.cpp   info, hash --model, forward --model (V4.1 directories as released)
 //   tier_commands.cpp    pack (packed tables; forward --table reads them)
 //   remote_commands.cpp  push (memcached pools)
@@ -20,7 +21,7 @@
 #include <vector>
 
 #include "cli/args.hpp"
-#include "cli/command.hpp"
+#include "cli/command_list.hpp"
 
 namespace engram::cli {
 namespace {
