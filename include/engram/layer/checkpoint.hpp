@@ -77,7 +77,7 @@ using LayerTable =
                  EmbeddingTableT<codec::Fp8E4M3T<32>>, EmbeddingTableT<codec::Fp8E4M3T<64>>,
                  EmbeddingTableT<codec::Fp8E4M3T<128>>>;
 
-/// Weights of the demo module (EngramLayerT).
+/// Weights of the demo module (DemoBlock::Weights; EngramLayerT<Scalar, DemoBlock>).
 template <class Scalar = float>
 struct EngramWeightsT {
   EngramConfig config;
@@ -94,7 +94,7 @@ struct EngramWeightsT {
   bool bf16_compute = false;             ///< CheckpointOptions::bf16_compute
 };
 
-/// Weights of the fused V4.1-style module (FusedEngramLayerT).
+/// Weights of DeepSeek-V4.1's module (V41Block::Weights; V41EngramLayerT).
 template <class Scalar = float>
 struct FusedEngramWeightsT {
   EngramConfig config;
