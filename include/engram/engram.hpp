@@ -11,6 +11,7 @@
 #pragma once
 
 #include "engram/engram_fwd.hpp"
+#include "engram/config.hpp"
 #include "engram/error.hpp"
 #include "engram/hashing/ngram_hasher.hpp"
 #include "engram/io/config.hpp"

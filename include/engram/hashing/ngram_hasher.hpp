@@ -68,12 +68,12 @@
 #include <type_traits>
 #include <vector>
 
+#include "engram/config.hpp"
 #include "engram/error.hpp"
 #include "engram/hashing/fast_mod.hpp"
 #include "engram/hashing/hash_state.hpp"
 #include "engram/hashing/numpy_random.hpp"
 #include "engram/hashing/primes.hpp"
-#include "engram/io/config.hpp"
 
 namespace engram {
 

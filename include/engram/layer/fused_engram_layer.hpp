@@ -37,9 +37,9 @@
 #include <string>
 #include <vector>
 
+#include "engram/config.hpp"
 #include "engram/error.hpp"
 #include "engram/hashing/ngram_hasher.hpp"
-#include "engram/io/config.hpp"
 #include "engram/io/safetensors.hpp"
 #include "engram/layer/checkpoint.hpp"
 #include "engram/layer/decode_state.hpp"
