@@ -24,6 +24,7 @@
 #pragma once
 
 #include <algorithm>
+#include <concepts>
 #include <cstdint>
 #include <functional>
 #include <limits>
@@ -37,8 +38,8 @@
 
 #include "engram/error.hpp"
 #include "engram/io/safetensors.hpp"
-#include "engram/io/tokenizer_json.hpp"
 #include "engram/tokenizer/normalizer.hpp"
+#include "engram/tokenizer/tokenizer_json.hpp"
 
 namespace engram {
 
@@ -177,26 +178,54 @@ class KeyTable {
 
 }  // namespace detail
 
-/// Builds a table one token id at a time (ids 0, 1, 2, ... in the order of add()).
-class VocabCompressor {
+/// A normalisation policy of VocabCompressorT: maps the decoded text of one id (valid UTF-8,
+/// checked by the compressor) to its key. The result may be a std::string or a view into the
+/// normaliser that stays valid until the next call; an empty result falls back to the text itself.
+template <class N>
+concept VocabNormalizer = std::default_initializable<N> && std::movable<N> &&
+    requires(N& normalizer, std::string_view valid_utf8) {
+  { normalizer.normalize(valid_utf8) } -> std::convertible_to<std::string_view>;
+};
+
+/// DeepSeek's rule, the default policy: NFKC, NFD, strip accents, lowercase, whitespace runs ->
+/// one space, strip (a lone space stays); CompressionNormalizer on text known to be UTF-8.
+class DeepSeekNormalizer {
  public:
+  std::string_view normalize(std::string_view valid_utf8) {
+    return impl_.normalize_valid_utf8(valid_utf8);
+  }
+
+ private:
+  CompressionNormalizer impl_;
+};
+
+/// Builds a table one token id at a time (ids 0, 1, 2, ... in the order of add()), keying each id
+/// by `Normalizer` (see VocabNormalizer). Single-threaded.
+/// @tparam Normalizer the key rule; DeepSeekNormalizer reproduces the official table.
+template <VocabNormalizer Normalizer = DeepSeekNormalizer>
+class VocabCompressorT {
+ public:
+  VocabCompressorT() = default;
+  explicit VocabCompressorT(Normalizer normalizer) : normalizer_(std::move(normalizer)) {}
+
   /// Adds the next id. `raw_token` is its token string (HF id_to_token); it is needed only when
   /// `decoded_text` contains U+FFFD, and then missing it throws. Returns the compressed id.
   int64_t add(std::string_view decoded_text,
               std::optional<std::string_view> raw_token = std::nullopt) {
-    std::string_view key;
+    int64_t id = 0;
     if (detail::contains_replacement_character(decoded_text)) {
       ENGRAM_CHECK(
           raw_token.has_value(), "decoded text of token id ", lookup_.size(),
           " contains U+FFFD, so its raw token string is needed as the key, but none was given");
-      key = *raw_token;
+      id = keys_.find_or_insert(*raw_token);
     } else {
       ENGRAM_CHECK(detail::is_valid_utf8(decoded_text), "decoded text of token id ", lookup_.size(),
                    " is not valid UTF-8");
-      key = normalizer_.normalize_valid_utf8(decoded_text);
-      if (key.empty()) key = decoded_text;
+      // auto&& keeps a std::string result alive for the lookup below.
+      auto&& normalized = normalizer_.normalize(decoded_text);
+      const std::string_view key = normalized;
+      id = keys_.find_or_insert(key.empty() ? decoded_text : key);
     }
-    const int64_t id = keys_.find_or_insert(key);
     lookup_.push_back(id);
     return id;
   }
@@ -215,10 +244,13 @@ class VocabCompressor {
   CompressionTable table() const { return CompressionTable(lookup_); }
 
  private:
-  CompressionNormalizer normalizer_;
+  Normalizer normalizer_;
   detail::KeyTable keys_;
   std::vector<int64_t> lookup_;
 };
+
+/// The official compressor (DeepSeek's normalisation).
+using VocabCompressor = VocabCompressorT<>;
 
 namespace detail {
 
@@ -233,10 +265,12 @@ inline void check_raw_tokens(std::span<const std::string> decoded_texts,
 
 /// The table of a vocabulary given as the decoded text of each id (and, optionally, each id's raw
 /// token string for the U+FFFD rule; pass {} when no text contains U+FFFD).
-inline CompressionTable compress_vocab(std::span<const std::string> decoded_texts,
-                                       std::span<const std::string> raw_tokens = {}) {
+template <VocabNormalizer Normalizer = DeepSeekNormalizer>
+CompressionTable compress_vocab(std::span<const std::string> decoded_texts,
+                                std::span<const std::string> raw_tokens = {},
+                                Normalizer normalizer = {}) {
   detail::check_raw_tokens(decoded_texts, raw_tokens);
-  VocabCompressor compressor;
+  VocabCompressorT<Normalizer> compressor(std::move(normalizer));
   compressor.reserve(decoded_texts.size());
   for (size_t i = 0; i < decoded_texts.size(); ++i) {
     compressor.add(decoded_texts[i], raw_tokens.empty()
@@ -279,9 +313,10 @@ inline std::vector<std::string> decode_each_id(const TokenizerJson& tokenizer) {
   return texts;
 }
 
-/// The table of a parsed tokenizer.json.
-inline CompressionTable compress_tokenizer(const TokenizerJson& tokenizer) {
-  VocabCompressor compressor;
+/// The table of a parsed tokenizer.json, keyed by `normalizer` (DeepSeek's rule by default).
+template <VocabNormalizer Normalizer = DeepSeekNormalizer>
+CompressionTable compress_tokenizer(const TokenizerJson& tokenizer, Normalizer normalizer = {}) {
+  VocabCompressorT<Normalizer> compressor(std::move(normalizer));
   compressor.reserve(static_cast<size_t>(tokenizer.vocab_size()));
   for (int64_t id = 0; id < tokenizer.vocab_size(); ++id) {
     const auto& token = tokenizer.tokens[static_cast<size_t>(id)];
@@ -292,8 +327,9 @@ inline CompressionTable compress_tokenizer(const TokenizerJson& tokenizer) {
 }
 
 /// The table of the tokenizer.json (plain or gzip) at `path`. This is what the CLI calls.
-inline CompressionTable compress_tokenizer_json(const std::string& path) {
-  return compress_tokenizer(read_tokenizer_json(path));
+template <VocabNormalizer Normalizer = DeepSeekNormalizer>
+CompressionTable compress_tokenizer_json(const std::string& path, Normalizer normalizer = {}) {
+  return compress_tokenizer(read_tokenizer_json(path), std::move(normalizer));
 }
 
 }  // namespace engram
