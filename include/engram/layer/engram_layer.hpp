@@ -55,6 +55,7 @@
 #include <vector>
 
 #include "engram/config.hpp"
+#include "engram/detail/parallel.hpp"
 #include "engram/error.hpp"
 #include "engram/hashing/ngram_hasher.hpp"
 #include "engram/io/safetensors.hpp"

@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "engram/config.hpp"
+#include "engram/detail/parallel.hpp"
 #include "engram/error.hpp"
 #include "engram/hashing/ngram_hasher.hpp"
 #include "engram/io/safetensors.hpp"
@@ -45,7 +46,6 @@
 #include "engram/layer/decode_state.hpp"
 #include "engram/layer/detail/layer_common.hpp"
 #include "engram/nn/any_linear.hpp"
-#include "engram/nn/detail/eigen_support.hpp"
 #include "engram/nn/gate.hpp"
 #include "engram/nn/linear.hpp"
 #include "engram/nn/v41_projection.hpp"

@@ -35,10 +35,11 @@
 #include <string_view>
 #include <vector>
 
+#include "engram/detail/aligned_buffer.hpp"
 #include "engram/detail/cpu_features.hpp"
+#include "engram/detail/parallel.hpp"
 #include "engram/error.hpp"
 #include "engram/memory/codec.hpp"
-#include "engram/nn/detail/eigen_support.hpp"
 #include "engram/nn/detail/fp8_linear_x86.hpp"
 
 namespace engram {

@@ -13,12 +13,13 @@
 #include <utility>
 #include <variant>
 
+#include "engram/detail/aligned_buffer.hpp"
+#include "engram/detail/parallel.hpp"
 #include "engram/error.hpp"
 #include "engram/layer/checkpoint.hpp"
 #include "engram/layer/decode_state.hpp"
 #include "engram/memory/embedding_table.hpp"
 #include "engram/nn/any_linear.hpp"
-#include "engram/nn/detail/eigen_support.hpp"
 #include "engram/nn/linear.hpp"
 
 namespace engram::detail {
