@@ -70,6 +70,7 @@
 
 #include "engram/config.hpp"
 #include "engram/error.hpp"
+#include "engram/hashing/detail/multiply_xor_x86.hpp"
 #include "engram/hashing/fast_mod.hpp"
 #include "engram/hashing/hash_state.hpp"
 #include "engram/hashing/numpy_random.hpp"
@@ -214,50 +215,15 @@ class NumpyMultiplyXor {
   }
 
 #if ENGRAM_HASHING_HAVE_AVX512
-  /// AVX-512 path: the heads of one order in 8-lane vectors (the mix is broadcast, one divisor
-  /// per lane; a tail of fewer than 8 heads uses a masked store). Shapes with N <= 5 and H <= 16
-  /// run a kernel specialised on (N - 1, ceil(H / 8)) that keeps the divisor constants in
-  /// registers; the others run hash_rows_avx512_generic.
+  /// AVX-512 path (hashing/detail/multiply_xor_x86.hpp): kernels specialised on (N - 1, H / 8)
+  /// for N <= 5 and H <= 16, hash_rows_avx512_generic for the other shapes.
   void hash_rows_avx512(const int64_t* x, int64_t count, int64_t* out) const noexcept {
-    const int64_t orders = max_ngram_size_ - 1, chunks = lane_heads_ / kLanes;
-    using Kernel = void (NumpyMultiplyXor::*)(const int64_t*, int64_t, int64_t*) const noexcept;
-    static constexpr Kernel kFixed[2][4] = {{&NumpyMultiplyXor::hash_rows_avx512_fixed<1, 1>,
-                                             &NumpyMultiplyXor::hash_rows_avx512_fixed<2, 1>,
-                                             &NumpyMultiplyXor::hash_rows_avx512_fixed<3, 1>,
-                                             &NumpyMultiplyXor::hash_rows_avx512_fixed<4, 1>},
-                                            {&NumpyMultiplyXor::hash_rows_avx512_fixed<1, 2>,
-                                             &NumpyMultiplyXor::hash_rows_avx512_fixed<2, 2>,
-                                             &NumpyMultiplyXor::hash_rows_avx512_fixed<3, 2>,
-                                             &NumpyMultiplyXor::hash_rows_avx512_fixed<4, 2>}};
-    if (chunks >= 1 && chunks <= 2 && orders >= 1 && orders <= 4)
-      return (this->*kFixed[chunks - 1][orders - 1])(x, count, out);
-    hash_rows_avx512_generic(x, count, out);
+    detail::multiply_xor_avx512(lanes(), x, count, out);
   }
 
   /// AVX-512 path for any shape (constants loaded per chunk).
   void hash_rows_avx512_generic(const int64_t* x, int64_t count, int64_t* out) const noexcept {
-    const int64_t columns = (max_ngram_size_ - 1) * heads_;
-    const int64_t* m = multipliers_.data();
-    const int64_t chunks = lane_heads_ / kLanes;
-    const __mmask8 tail = tail_mask();
-    for (int64_t t = 0; t < count; ++t) {
-      const int64_t* xt = x + t;
-      int64_t* row = out + t * columns;
-      uint64_t mix = static_cast<uint64_t>(xt[0]) * static_cast<uint64_t>(m[0]);
-      for (int64_t k = 1; k < max_ngram_size_; ++k) {
-        mix ^= static_cast<uint64_t>(xt[-k]) * static_cast<uint64_t>(m[k]);
-        const int64_t lane_base = (k - 1) * lane_heads_;
-        int64_t* dst = row + (k - 1) * heads_;
-        for (int64_t c = 0; c < chunks; ++c) {
-          const size_t i = static_cast<size_t>(lane_base + c * kLanes);
-          const detail::FastMod8 mod =
-              detail::load_fast_mod8(&lane_divisor_[i], &lane_magic_[i], &lane_adjust_[i]);
-          const __m512i r = reinterpret_cast<__m512i>(
-              detail::floor_mod_broadcast_avx512(static_cast<int64_t>(mix), mod));
-          _mm512_mask_storeu_epi64(dst + c * kLanes, c + 1 < chunks ? __mmask8{0xFF} : tail, r);
-        }
-      }
-    }
+    detail::multiply_xor_avx512_generic(lanes(), x, count, out);
   }
 #endif
 
@@ -279,48 +245,15 @@ class NumpyMultiplyXor {
   }
 
  private:
-  static constexpr int64_t kLanes = 8;
+  static constexpr int64_t kLanes = detail::kMultiplyXorLanes;
 
-#if ENGRAM_HASHING_HAVE_AVX512
-  /// Store mask of the last 8-head chunk of an order.
-  __mmask8 tail_mask() const noexcept {
-    const int64_t rest = heads_ - (lane_heads_ - kLanes);  // heads in the last chunk, 1..8
-    return static_cast<__mmask8>((1u << static_cast<unsigned>(rest)) - 1u);
+  /// The per-lane constants the AVX-512 kernels read.
+  detail::MultiplyXorLanes lanes() const noexcept {
+    return {max_ngram_size_,      heads_,
+            lane_heads_,          multipliers_.data(),
+            lane_divisor_.data(), lane_magic_.data(),
+            lane_adjust_.data()};
   }
-
-  template <int kOrders, int kChunks>
-  void hash_rows_avx512_fixed(const int64_t* x, int64_t count, int64_t* out) const noexcept {
-    detail::FastMod8 mods[kOrders][kChunks];  // local: stores to `out` cannot clobber them
-    uint64_t m[kOrders + 1];
-    for (int k = 0; k < kOrders; ++k)
-      for (int c = 0; c < kChunks; ++c) {
-        const size_t i = static_cast<size_t>(k * lane_heads_ + c * kLanes);
-        mods[k][c] = detail::load_fast_mod8(&lane_divisor_[i], &lane_magic_[i], &lane_adjust_[i]);
-      }
-    for (int k = 0; k <= kOrders; ++k)
-      m[k] = static_cast<uint64_t>(multipliers_[static_cast<size_t>(k)]);
-    const int64_t heads = heads_, columns = kOrders * heads;
-    const __mmask8 tail = tail_mask();
-    for (int64_t t = 0; t < count; ++t) {
-      int64_t* row = out + t * columns;
-      uint64_t mix = static_cast<uint64_t>(x[t]) * m[0];
-#pragma GCC unroll 4
-      for (int k = 1; k <= kOrders; ++k) {
-        mix ^= static_cast<uint64_t>(x[t - k]) * m[k];
-#pragma GCC unroll 2
-        for (int c = 0; c < kChunks; ++c) {
-          const __m512i r = reinterpret_cast<__m512i>(
-              detail::floor_mod_broadcast_avx512(static_cast<int64_t>(mix), mods[k - 1][c]));
-          int64_t* dst = row + (k - 1) * heads + c * kLanes;
-          if (c + 1 < kChunks)
-            _mm512_storeu_si512(dst, r);
-          else
-            _mm512_mask_storeu_epi64(dst, tail, r);
-        }
-      }
-    }
-  }
-#endif
 
   int64_t max_ngram_size_;
   int64_t heads_;
