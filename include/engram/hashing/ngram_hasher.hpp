@@ -600,4 +600,9 @@ class NgramHasherT {
 /// The reference-compatible hasher.
 using NgramHasher = NgramHasherT<>;
 
+#ifdef ENGRAM_EXTERN_TEMPLATES
+// Compiled once in src/engram_instantiations.cpp (engram::instantiations).
+extern template class NgramHasherT<NumpyMultiplyXor>;
+#endif
+
 }  // namespace engram

@@ -385,4 +385,11 @@ inline void linear_bf16_native(const float* x, const BFloat16* weight, const flo
 }
 
 }  // namespace reference
+
+#ifdef ENGRAM_EXTERN_TEMPLATES
+// Compiled once in src/engram_instantiations.cpp (engram::instantiations).
+extern template class LinearT<float>;
+extern template class LinearT<float, BFloat16>;
+#endif
+
 }  // namespace engram
