@@ -1,54 +1,19 @@
 // engram/hashing/ngram_hasher.hpp: multi-head N-gram hashing of token ids into Engram table rows.
 //
-// For the Engram layer `layer_id` (one of config.layer_ids) with N = max_ngram_size and
-// H = n_head_per_ngram, NgramHasherT maps token ids [B, T] to row ids [B, T, (N - 1) * H]:
+// NgramHasherT<Policy> maps token ids [B, T] (int64 or int32) of layer `layer_id` to row ids
+// [B, T, (N - 1) * H] (N = max_ngram_size, H = n_head_per_ngram; orders outer, heads inner):
 //
 //   x[t]      = live[t] ? lookup[ids[t]] : pad       pad = lookup[pad_id]; x[t] = pad for t < 0
-//   column c  = (n - 2) * H + head                   orders outer (n = 2..N), heads inner
-//   out[t][c] = Policy row of the n-gram x[t-n+1..t] for that head, in [0, primes[c])
+//   out[t][c] = Policy row of the n-gram x[t-n+1..t] for head c, in [0, primes[c])
 //
-// Row ids carry no table offsets (add the cumulative sum of primes() to index one fused table).
-// The default policy, NumpyMultiplyXor, is bit-exact with DeepSeek's reference (engram_ref.py,
-// HashMapping):
-//
-//   m[0..N-1] = np.random.default_rng(seed + 10007 * layer_id)
-//                 .integers(0, (INT64_MAX // C) // 2, size=N, dtype=int64) * 2 + 1
-//   mix_n[t]  = x[t]*m[0] XOR x[t-1]*m[1] XOR ... XOR x[t-n+1]*m[n-1]   (int64, wrapping)
-//   out[t][c] = mix_n[t] mod primes[c]                                   (floor modulo, >= 0)
-//
-// with C = max(lookup) + 1 and primes from engram_layer_primes (primes.hpp). Another policy
-// (Xxh3Hash, xxh3_policy.hpp) plugs in through the NgramHashPolicy concept.
-//
-// Dead tokens: with a `live` mask [B, T] (nonzero = live), a dead token's compressed id is replaced
-// by the compressed pad id, at its own position and in the lookback of every later position (and in
-// the streaming state). Dead tokens' ids are never read, so any value (e.g. -100) is allowed there.
-// Because pad = lookup[pad_id], masking a token equals replacing its id by pad_id. That is the
-// default rule (DeadTokenRule::kPadPosition). With config.dead_token_rule == kCumulative (DeepSeek
-// V4.1's image tokens) a dead token also blocks every older slot of the windows that contain it:
-//
-//   blocked = false; for s = 0..N-1: blocked |= (t - s < 0) | dead[t - s]; slot s = blocked ? pad :
-//   x
-//
-// so a window reads only the tokens after its newest dead token (a dead token's own window is all
-// pad). States then remember dead tokens (kDeadMarker) so that chunked == whole holds there too.
-//
-// Streaming: hash_chunk continues each sequence from an NgramHashState (hash_state.hpp) and
-// advances it, so hashing in chunks of any size equals hashing whole sequences; hash() starts from
-// fresh states. Errors (engram::Error, thrown before anything is written): a live id outside [0,
-// lookup.size()) names (batch, position) and the value; wrong span sizes; states of the wrong size
-// or holding values outside [0, C); invalid configs (max_ngram_size < 2, C so large that the
-// multiplier bound (INT64_MAX // C) // 2 is below 1, layer_id not in layer_ids, negative lookup
-// entries, pad_id outside the table).
-//
-// Kernels: hash_chunk_reference is the plain scalar spec (window gathered per position, `%`);
-// hash/hash_chunk compress blocks of 256 ids and call the policy's fast kernel (for the default
-// policy: AVX-512 with 8 heads per vector when compiled with AVX512DQ, specialised for N <= 5 and
-// H <= 16, else a portable division-free scalar loop). The tests hold all of them equal.
-//
-// Ownership and threads: the hasher owns everything it reads: it copies `lookup` (about 1 MB for
-// a 128k-token vocabulary) or shares the vector passed by shared_ptr, and copies the rest; copies
-// of a hasher share the table. All const member functions are thread-safe.
-// Example:
+// NumpyMultiplyXor (default) is bit-exact with DeepSeek's reference: odd multipliers from
+// default_rng(seed + 10007 * layer_id), int64 multiply-XOR, floor modulo by each head's prime.
+// Other policies plug in through the NgramHashPolicy concept (Xxh3Hash, xxh3_policy.hpp). Dead
+// tokens (live mask) read the pad id (DeadTokenRule); hash_chunk streams through NgramHashState,
+// chunked == whole. hash_chunk_reference is the scalar spec; the AVX-512 bodies live in
+// hashing/detail/multiply_xor_x86.hpp. Errors (engram::Error) are thrown before anything is
+// written. Ownership: the hasher copies or shares `lookup` and owns the rest; const members are
+// thread-safe. Pseudocode, dead-token rules and kernels in detail: docs/design/hashing.md.
 //
 //   engram::NgramHasher hasher(config, lookup, /*layer_id=*/15);
 //   std::vector<int64_t> rows(B * T * hasher.num_columns());

@@ -2,40 +2,19 @@
 //
 //   x [rows, in], W [out, in] row-major (PyTorch layout), b [out] or none, y [rows, out]
 //
-// Weight storage (the `Weight` template parameter): Scalar, or BFloat16 with Scalar = float (half
-// the bytes; products accumulate in f32, each weight widened exactly; the result equals the f32
-// LinearT on the bf16-rounded weights up to summation order). Bias, x and y are always Scalar.
+// LinearT<Scalar, Weight>: Weight is Scalar, or BFloat16 with Scalar = float (half the bytes, each
+// weight widened exactly, f32 sums). Kernels, on detail::kernel_threads() threads: float AVX-512
+// builds multiply W packed into 64-row panels (detail::panel_product; the AVX-512 body is
+// nn/detail/panel_kernel_x86.hpp); double or non-AVX-512 builds use OpenBLAS (engram::blas) or
+// Eigen's GEMM. reference::linear is the plain spec; all kernels match it to float rounding, not
+// bitwise across kernels, thread counts or builds.
+// Ownership: views its weight and bias (they must outlive it); the packed copy is owned and shared
+// by copies. Thread safety: forward is const; concurrent calls on distinct outputs are safe. The
+// panel kernel packs x into a grow-only per-thread buffer (no allocation in the steady state).
+// Design and measurements: docs/design/linear.md.
 //
-// Kernels (all use detail::kernel_threads() threads):
-//   float, AVX-512 builds: detail::panel_product over a copy of W packed at construction into
-//     panels of 64 W rows stored [in][64] (one sequential stream per thread; each k step is one
-//     broadcast of x per row and four panel loads, no horizontal sums). Register blocks of 6 x
-//     rows x 64 columns; the panels split over the threads; x taken in L2-sized passes of rows,
-//     packed once (each register block's rows interleaved so its broadcasts walk one stream) and
-//     shared by the threads, with every panel streaming once past each pass. One kernel from decode
-//     (1 row: bandwidth-bound, one pass over W) to prefill (measured here at or above OpenBLAS's
-//     sgemm with 2 threads, and 1.3-1.7x the widen-then-sgemm path for bf16 weights; bench/layer
-//     BM_StackedProjection*).
-//   double, or builds without AVX-512: one GEMM, OpenBLAS sgemm/dgemm when built with
-//     engram::blas (ENGRAM_HAVE_BLAS; OpenBLAS set to one thread, called by each kernel thread on
-//     its block of W rows), else Eigen's product (row-major operands, no transposed copy of W;
-//     Eigen::nbThreads() threads with OpenMP). BFloat16 weights: kWidenRows W rows at a time are
-//     widened into a per-thread f32 buffer (grow-only, thread_local) and multiplied.
-// The Engram layer stacks its hc key projections and the value projection into one LinearT of
-// [(hc + 1) * d, memory_dim] so the whole projection is one GEMM.
-// Ownership: LinearT views its weight and bias (borrowed; they must outlive it); the packed copy
-// (AVX-512 float builds: as many bytes again as W, rounded up to whole panels) is owned and shared
-// by copies of the LinearT.
-// Thread safety: forward is const and safe to call concurrently on distinct outputs (the BLAS
-// thread count is process-wide in OpenBLAS).
-// Not guaranteed: bitwise equality between kernels, thread counts or builds (summation order
-// differs; all match reference::linear to float rounding). Eigen and OpenBLAS may allocate their
-// GEMM blocking buffers per call (large shapes); the panel kernel packs x once per call, before the
-// threads start, into a grow-only buffer of the calling thread (as many bytes as x), so it
-// allocates only when a call has more rows * in than any earlier call on that thread, and an
-// allocation failure is a std::bad_alloc thrown by forward.
-//
-// Example: engram::LinearT<float, engram::BFloat16> proj(bf16_weight, out, in, f32_bias);
+//   engram::LinearT<float, engram::BFloat16> proj(bf16_weight, out, in, f32_bias);
+//   proj.forward(x.data(), rows, y.data());
 #pragma once
 
 #include <algorithm>

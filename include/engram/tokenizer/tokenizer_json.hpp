@@ -2,30 +2,18 @@
 // plain, validated struct: the token string of every id as `Tokenizer::decode` sees it, the added
 // tokens, the decoder and the normaliser. Needs the engram::tokenizer component (utf8proc, zlib).
 //
-// The ids reproduce the deserialiser of `tokenizers` 0.23.2 exactly:
-// - model: BPE / WordPiece / WordLevel take `vocab` {token: id} (ids unique, unsigned 32-bit;
-//   gaps allowed); Unigram takes `vocab` [[piece, score], ...] with id = index. Model vocab size =
-//   number of entries. BPE merges must name vocab tokens (HF refuses the file otherwise).
-// - added_tokens are NOT taken at their JSON ids. In file order (HF AddedVocabulary::add_tokens):
-//     empty content: ignored
-//     same content already added with identical flags: ignored
-//     id = id of that content among the added tokens, else in the model vocab, else next_id++
-//          (next_id starts at the model vocab size)
-//     normalized && the tokenizer has a normaliser && normaliser(content) != content:
-//          the token decodes as the normalised content (HF's normalized_cache, keyed by id)
-//   A later token with an id already taken replaces the earlier one for decoding.
-// - vocab_size() = get_vocab_size(with_added_tokens=true) = model vocab size + distinct added
-//   contents - added contents that are also model tokens. tokens[id] for id < vocab_size() is
-//   the added token's text (normalised where it applies), else the model token, else none
-//   (HF drops such ids when decoding).
-// Every violation of the schema throws engram::Error naming the file, the JSON path of the field
-// (e.g. `model.vocab["abc"]`, `added_tokens[3].special`), what was expected and what was found.
-// Parts HF would read but decoding does not use (pre_tokenizer, post_processor, truncation,
-// padding, unk_token values) are not validated. A decoder or normaliser without "type" (pre-2020
-// files) is refused; normalisers HF knows but engram does not implement (Precompiled, Bert,
-// Replace with a Regex) are refused only when a normalized added token needs them.
-//
+// The ids reproduce the deserialiser of `tokenizers` 0.23.2 exactly: model vocab (BPE, WordPiece,
+// WordLevel, Unigram), added_tokens numbered as HF's AddedVocabulary does (not at their JSON ids),
+// normalised added tokens, vocab_size() with added tokens (rules: docs/design/tokenizer_json.md).
+// Every schema violation throws engram::Error naming the file, the JSON path of the field
+// (`model.vocab["abc"]`, `added_tokens[3].special`), what was expected and what was found.
+// Parts: tokenizer/detail/gzip.hpp (file and zlib), tokenizer/detail/json_sax.hpp (typed reader,
+// SAX streaming of model.vocab and merges), this header (the schema and the public entry points).
 // Thread safety: the functions are reentrant; a TokenizerJson is a plain value.
+//
+//   const engram::TokenizerJson t = engram::read_tokenizer_json("tokenizer.json.gz");
+//   const int64_t id = 42;
+//   std::string text = t.decode({&id, 1});   // HF decode([42]), no clean-up, specials kept
 #pragma once
 
 #include <algorithm>

@@ -2,25 +2,24 @@
 // compressed id), bit-exact with the official CompressedTokenizer as computed through Hugging Face
 // `tokenizers` 0.23.2 (the reference script is gen_lookup.js in the project's shared material).
 //
-// Semantics, for every id t in 0 .. n-1 (n = tokenizer vocab size with added tokens):
-//   text = decode([t])                       (HF Tokenizer::decode, no clean-up, specials kept)
-//   key  = raw token string of t             if text contains U+FFFD
-//        = compression_normalize(text)       otherwise, unless that is empty
-//        = text                              if it is empty
+// For every id t in 0 .. n-1 (n = tokenizer vocab size with added tokens):
+//   text = decode([t])                     (HF Tokenizer::decode, no clean-up, specials kept)
+//   key  = raw token string of t           if text contains U+FFFD
+//        = Normalizer::normalize(text)     otherwise, unless that is empty (then text itself)
 //   lookup[t] = number of distinct keys seen before key's first appearance (ids in order)
-// All three kinds of key share one namespace: a raw token equal to another id's normalised text
-// gets that id. compressed_size() = number of distinct keys.
-// Example: DeepSeek-V3, 128,815 ids -> 98,627 compressed ids.
+// VocabCompressorT<Normalizer> takes the key rule as a policy (the VocabNormalizer concept);
+// DeepSeekNormalizer, the default (VocabCompressor), is DeepSeek's NFKC, NFD, strip accents,
+// lowercase, whitespace rule. Example: DeepSeek-V3, 128,815 ids -> 98,627 compressed ids.
+// Entry points: compress_tokenizer_json(path), compress_tokenizer(TokenizerJson), and
+// compress_vocab(decoded_texts, raw_tokens) for callers who decode themselves; each takes an
+// optional normaliser. compress_vocab_reference is the plain spec of the default rule.
+// CompressionTable is saved as safetensors (I64 "lookup" [n]); loading validates that every entry
+// is in [0, C) and every value of [0, C) is used. Tables are immutable values (thread-safe reads);
+// a VocabCompressorT is single-threaded.
 //
-// Two entry points: compress_tokenizer_json(path) (or compress_tokenizer on a parsed
-// TokenizerJson), and compress_vocab(decoded_texts, raw_tokens) for callers who decode themselves.
-// `compress_vocab_reference` is the plain reference (spec-order normaliser, ordered map) that the
-// tests compare the fast path against.
-//
-// CompressionTable is saved as safetensors: one I64 tensor "lookup" of shape [n]. Loading accepts
-// I64 or I32 and validates it: every entry in [0, C) with C = max + 1, and every value of [0, C)
-// used. Guarantees: deterministic; a table is an immutable value once built (thread-safe reads).
-// VocabCompressor is single-threaded.
+//   const auto table = engram::compress_tokenizer_json("tokenizer.json");  // DeepSeek's rule
+//   struct Lower { std::string normalize(std::string_view s) const; };     // any other rule
+//   const auto mine = engram::compress_tokenizer_json("tokenizer.json", Lower{});
 #pragma once
 
 #include <algorithm>
