@@ -1,7 +1,6 @@
 // The core config and the hasher without JSON: this translation unit includes engram/config.hpp
 // and hashing/ headers only, and fails to compile if either pulls in nlohmann/json (io/config.hpp
-// includes it). The
-// config validates and the hasher hashes without any file or JSON reader.
+// includes it). The config validates and the hasher hashes without any file or JSON reader.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
