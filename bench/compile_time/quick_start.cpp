@@ -10,10 +10,13 @@ void quick_start(std::span<const int64_t> input_ids, std::span<const float> hidd
                  std::span<const float> next_hidden, std::span<float> next_out) {
   // Once: the compression table, the hasher and the layer (the table stays memory-mapped).
   const auto config = engram::EngramConfig::load("config.json");
-  const auto lookup = engram::compress_tokenizer_json("tokenizer.json");  // or CompressionTable::load
-  auto hasher = std::make_shared<const engram::NgramHasher>(config, lookup.lookup(), /*layer_id=*/1);
+  const auto lookup =
+      engram::compress_tokenizer_json("tokenizer.json");  // or CompressionTable::load
+  auto hasher =
+      std::make_shared<const engram::NgramHasher>(config, lookup.lookup(), /*layer_id=*/1);
   auto weights = std::make_shared<const engram::SafetensorsFile>("model.safetensors");
-  const auto layer = engram::EngramLayer::load(config, weights, hasher, {.prefix = "layers.1.engram."});
+  const auto layer =
+      engram::EngramLayer::load(config, weights, hasher, {.prefix = "layers.1.engram."});
 
   // Per batch: input_ids [B, T], hidden [B, T, hc_mult, hidden_size] -> out, same shape.
   engram::EngramLayer::Workspace ws;  // reuse: no allocation in the steady state
