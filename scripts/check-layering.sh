@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Dependencies between the header folders point one way (STYLE.md, issue 14):
 #   core (error.hpp, config.hpp, engram_fwd.hpp, detail/) -> io -> {tokenizer, hashing, memory}
-#   -> nn -> layer
+#   -> nn -> layer -> train
 # A header may include headers of its own level or of an earlier one, never of a later one; and
 # memory/ (outside memory/tiers/) never includes memory/tiers/ (tiers sit on the tables). The
 # umbrella engram.hpp may include everything. Prints every violation as
@@ -20,7 +20,8 @@ level_of() {
     tokenizer/* | hashing/* | memory/*) echo 2 ;;
     nn/*) echo 3 ;;
     layer/*) echo 4 ;;
-    *) echo 5 ;;  # a new folder: place it in the order above
+    train/*) echo 5 ;;  # training (backward passes, optimisers) builds on the layers
+    *) echo 6 ;;        # a new folder: place it in the order above
   esac
 }
 folder_of() {
@@ -37,7 +38,7 @@ while IFS= read -r -d '' file; do
   [ -n "$from" ] || continue
   while IFS=: read -r line header; do
     to=$(level_of "$header")
-    [ -n "$to" ] || to=5
+    [ -n "$to" ] || to=6
     bad=""
     if [ "$to" -gt "$from" ]; then
       bad="$(folder_of "$rel") includes $(folder_of "$header"), a later folder"
@@ -54,7 +55,7 @@ done < <(find "$root/engram" -name '*.hpp' -print0 | sort -z)
 
 if [ "$violations" -gt 0 ]; then
   echo "check-layering: $violations include(s) against the order core -> io ->" \
-    "{tokenizer, hashing, memory} -> nn -> layer" >&2
+    "{tokenizer, hashing, memory} -> nn -> layer -> train" >&2
   exit 1
 fi
 echo "check-layering: every header includes only its own level or earlier ones"
