@@ -8,6 +8,7 @@
 #include <memory>
 #include <vector>
 
+#include "engram/io/config.hpp"
 #include "engram/layer/engram_layer.hpp"
 #include "engram/layer/fused_engram_layer.hpp"
 #include "fuzz_support.hpp"

@@ -8,8 +8,11 @@
 //   engram/memory/tiers/memcached_store.hpp (engram::memcached: libmemcached)
 // engram::blas (OpenBLAS) changes no header: it moves nn/linear.hpp's products to s/dgemm where the
 // AVX-512 panel kernel is not built (double, or no AVX-512).
+// Compile time: define ENGRAM_EXTERN_TEMPLATES (linking engram::instantiations does) to take the
+// common instantiations from src/engram_instantiations.cpp instead of every translation unit.
 #pragma once
 
+#include "engram/config.hpp"
 #include "engram/engram_fwd.hpp"
 #include "engram/error.hpp"
 #include "engram/hashing/ngram_hasher.hpp"

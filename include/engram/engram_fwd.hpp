@@ -1,4 +1,6 @@
-// engram/engram_fwd.hpp: forward declarations and the common aliases of the engram library.
+// engram/engram_fwd.hpp: forward declarations of the core and io types, so that a header can name
+// them (pointers, references, declarations) without including their definitions. Each type is
+// defined in its own header (error.hpp, config.hpp, io/safetensors.hpp).
 #pragma once
 
 #include <cstdint>

@@ -13,7 +13,7 @@
 #include <fstream>
 #include <random>
 
-#include "engram/io/tokenizer_json.hpp"
+#include "engram/tokenizer/tokenizer_json.hpp"
 #include "layer/layer_golden.hpp"
 #include "support/error_of.hpp"
 

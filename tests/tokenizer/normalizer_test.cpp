@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "engram/io/tokenizer_json.hpp"
+#include "engram/tokenizer/tokenizer_json.hpp"
 #include "support/test_data.hpp"
 
 namespace engram {

@@ -1,7 +1,7 @@
 // tokenizer.json reading: hand-made edge cases against Hugging Face tokenizers 0.23.2 (vocab size,
 // id_to_token and decode of every id, and the compression table from gen_lookup.js), gzip input,
 // and malformed files with the messages they must produce.
-#include "engram/io/tokenizer_json.hpp"
+#include "engram/tokenizer/tokenizer_json.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

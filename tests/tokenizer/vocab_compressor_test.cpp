@@ -10,9 +10,11 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "engram/io/safetensors.hpp"
@@ -130,6 +132,90 @@ INSTANTIATE_TEST_SUITE_P(
                       VocabCase{"gemma3", "tokenizer/gemma3/tokenizer.json.gz",
                                 "tokenizer/gemma3/lookup.json.gz", 262145, 169824}),
     [](const auto& info) { return std::string(info.param.name); });
+
+/// Plugged policies for VocabCompressorT: one returning a view into its buffer, one a string.
+struct IdentityNormalizer {
+  std::string_view normalize(std::string_view text) const { return text; }
+};
+struct AsciiLowercaseNormalizer {
+  std::string normalize(std::string_view text) const {
+    std::string out(text);
+    for (char& c : out)
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    return out;
+  }
+};
+struct NotANormalizer {
+  int normalize(int) const { return 0; }
+};
+static_assert(VocabNormalizer<DeepSeekNormalizer>);
+static_assert(VocabNormalizer<IdentityNormalizer>);
+static_assert(VocabNormalizer<AsciiLowercaseNormalizer>);
+static_assert(!VocabNormalizer<NotANormalizer>);
+static_assert(std::is_same_v<VocabCompressor, VocabCompressorT<DeepSeekNormalizer>>);
+
+/// The pipeline spelled out on Hugging Face's own decode([id]) and idToToken(id) of every id (from
+/// the case's expected.json, made by make_expected.js): key = raw token if the text holds U+FFFD,
+/// else normalize(text), else the text when that is empty; ids numbered by first appearance.
+template <class Normalizer>
+std::vector<int64_t> expected_first_seen(const nlohmann::json& hf, Normalizer normalizer) {
+  std::map<std::string, int64_t> ids;
+  std::vector<int64_t> lookup;
+  const auto& decoded = hf.at("decoded");
+  const auto& tokens = hf.at("tokens");
+  for (size_t id = 0; id < decoded.size(); ++id) {
+    const std::string text = decoded[id].get<std::string>();
+    std::string key;
+    if (text.find("\xEF\xBF\xBD") != std::string::npos) {
+      key = tokens[id].get<std::string>();
+    } else {
+      key = std::string(normalizer.normalize(text));
+      if (key.empty()) key = text;
+    }
+    lookup.push_back(ids.emplace(key, static_cast<int64_t>(ids.size())).first->second);
+  }
+  return lookup;
+}
+
+class PluggedNormalizer : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(PluggedNormalizer, PipelineIsDecodeNormaliseFirstSeen) {
+  const std::string name = GetParam();
+  SCOPED_TRACE(name);
+  const TokenizerJson tokenizer =
+      read_tokenizer_json(test::data_path("tokenizer/cases/" + name + ".json"));
+  const auto hf = nlohmann::json::parse(
+      detail::read_file_bytes(test::data_path("tokenizer/cases/" + name + ".expected.json")));
+  // The default policy is DeepSeek's rule: HF's table through gen_lookup.js.
+  EXPECT_EQ(compress_tokenizer(tokenizer).lookup(), hf.at("lookup").get<std::vector<int64_t>>());
+  const auto identity = compress_tokenizer(tokenizer, IdentityNormalizer{});
+  EXPECT_EQ(identity.lookup(), expected_first_seen(hf, IdentityNormalizer{}));
+  const auto lower = compress_tokenizer(tokenizer, AsciiLowercaseNormalizer{});
+  EXPECT_EQ(lower.lookup(), expected_first_seen(hf, AsciiLowercaseNormalizer{}));
+  // A coarser rule merges at least as much: identity keeps the most ids apart.
+  EXPECT_GE(identity.compressed_size(), lower.compressed_size());
+  EXPECT_GE(lower.compressed_size(), compress_tokenizer(tokenizer).compressed_size());
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, PluggedNormalizer,
+                         ::testing::Values("gaps_added", "normalized_added", "byte_fallback",
+                                           "byte_level", "unigram_metaspace", "wordpiece",
+                                           "ctc_bpe", "replace_strip"));
+
+TEST(VocabCompressor, PluggedNormalizerOnUserStrings) {
+  const std::vector<std::string> texts = {"Hello", "hello", "HELLO", "", " ", "x\xEF\xBF\xBD"};
+  const std::vector<std::string> raw = {"a", "b", "c", "d", "e", "hello"};
+  // Identity: every distinct text its own id; the U+FFFD text takes its raw token "hello".
+  EXPECT_EQ(compress_vocab(texts, raw, IdentityNormalizer{}).lookup(),
+            (std::vector<int64_t>{0, 1, 2, 3, 4, 1}));
+  EXPECT_EQ(compress_vocab(texts, raw, AsciiLowercaseNormalizer{}).lookup(),
+            (std::vector<int64_t>{0, 0, 0, 1, 2, 0}));
+  VocabCompressorT<AsciiLowercaseNormalizer> compressor;
+  EXPECT_EQ(compressor.add("ABC"), 0);
+  EXPECT_EQ(compressor.add("abc"), 0);
+  EXPECT_EQ(compressor.add("abd"), 1);
+  EXPECT_EQ(compressor.compressed_size(), 2);
+}
 
 TEST(VocabCompressor, DeepSeekSpotChecks) {
   const TokenizerJson t =

@@ -1,54 +1,19 @@
 // engram/hashing/ngram_hasher.hpp: multi-head N-gram hashing of token ids into Engram table rows.
 //
-// For the Engram layer `layer_id` (one of config.layer_ids) with N = max_ngram_size and
-// H = n_head_per_ngram, NgramHasherT maps token ids [B, T] to row ids [B, T, (N - 1) * H]:
+// NgramHasherT<Policy> maps token ids [B, T] (int64 or int32) of layer `layer_id` to row ids
+// [B, T, (N - 1) * H] (N = max_ngram_size, H = n_head_per_ngram; orders outer, heads inner):
 //
 //   x[t]      = live[t] ? lookup[ids[t]] : pad       pad = lookup[pad_id]; x[t] = pad for t < 0
-//   column c  = (n - 2) * H + head                   orders outer (n = 2..N), heads inner
-//   out[t][c] = Policy row of the n-gram x[t-n+1..t] for that head, in [0, primes[c])
+//   out[t][c] = Policy row of the n-gram x[t-n+1..t] for head c, in [0, primes[c])
 //
-// Row ids carry no table offsets (add the cumulative sum of primes() to index one fused table).
-// The default policy, NumpyMultiplyXor, is bit-exact with DeepSeek's reference (engram_ref.py,
-// HashMapping):
-//
-//   m[0..N-1] = np.random.default_rng(seed + 10007 * layer_id)
-//                 .integers(0, (INT64_MAX // C) // 2, size=N, dtype=int64) * 2 + 1
-//   mix_n[t]  = x[t]*m[0] XOR x[t-1]*m[1] XOR ... XOR x[t-n+1]*m[n-1]   (int64, wrapping)
-//   out[t][c] = mix_n[t] mod primes[c]                                   (floor modulo, >= 0)
-//
-// with C = max(lookup) + 1 and primes from engram_layer_primes (primes.hpp). Another policy
-// (Xxh3Hash, xxh3_policy.hpp) plugs in through the NgramHashPolicy concept.
-//
-// Dead tokens: with a `live` mask [B, T] (nonzero = live), a dead token's compressed id is replaced
-// by the compressed pad id, at its own position and in the lookback of every later position (and in
-// the streaming state). Dead tokens' ids are never read, so any value (e.g. -100) is allowed there.
-// Because pad = lookup[pad_id], masking a token equals replacing its id by pad_id. That is the
-// default rule (DeadTokenRule::kPadPosition). With config.dead_token_rule == kCumulative (DeepSeek
-// V4.1's image tokens) a dead token also blocks every older slot of the windows that contain it:
-//
-//   blocked = false; for s = 0..N-1: blocked |= (t - s < 0) | dead[t - s]; slot s = blocked ? pad :
-//   x
-//
-// so a window reads only the tokens after its newest dead token (a dead token's own window is all
-// pad). States then remember dead tokens (kDeadMarker) so that chunked == whole holds there too.
-//
-// Streaming: hash_chunk continues each sequence from an NgramHashState (hash_state.hpp) and
-// advances it, so hashing in chunks of any size equals hashing whole sequences; hash() starts from
-// fresh states. Errors (engram::Error, thrown before anything is written): a live id outside [0,
-// lookup.size()) names (batch, position) and the value; wrong span sizes; states of the wrong size
-// or holding values outside [0, C); invalid configs (max_ngram_size < 2, C so large that the
-// multiplier bound (INT64_MAX // C) // 2 is below 1, layer_id not in layer_ids, negative lookup
-// entries, pad_id outside the table).
-//
-// Kernels: hash_chunk_reference is the plain scalar spec (window gathered per position, `%`);
-// hash/hash_chunk compress blocks of 256 ids and call the policy's fast kernel (for the default
-// policy: AVX-512 with 8 heads per vector when compiled with AVX512DQ, specialised for N <= 5 and
-// H <= 16, else a portable division-free scalar loop). The tests hold all of them equal.
-//
-// Ownership and threads: the hasher owns everything it reads: it copies `lookup` (about 1 MB for
-// a 128k-token vocabulary) or shares the vector passed by shared_ptr, and copies the rest; copies
-// of a hasher share the table. All const member functions are thread-safe.
-// Example:
+// NumpyMultiplyXor (default) is bit-exact with DeepSeek's reference: odd multipliers from
+// default_rng(seed + 10007 * layer_id), int64 multiply-XOR, floor modulo by each head's prime.
+// Other policies plug in through the NgramHashPolicy concept (Xxh3Hash, xxh3_policy.hpp). Dead
+// tokens (live mask) read the pad id (DeadTokenRule); hash_chunk streams through NgramHashState,
+// chunked == whole. hash_chunk_reference is the scalar spec; the AVX-512 bodies live in
+// hashing/detail/multiply_xor_x86.hpp. Errors (engram::Error) are thrown before anything is
+// written. Ownership: the hasher copies or shares `lookup` and owns the rest; const members are
+// thread-safe. Pseudocode, dead-token rules and kernels in detail: docs/design/hashing.md.
 //
 //   engram::NgramHasher hasher(config, lookup, /*layer_id=*/15);
 //   std::vector<int64_t> rows(B * T * hasher.num_columns());
@@ -68,12 +33,13 @@
 #include <type_traits>
 #include <vector>
 
+#include "engram/config.hpp"
 #include "engram/error.hpp"
+#include "engram/hashing/detail/multiply_xor_x86.hpp"
 #include "engram/hashing/fast_mod.hpp"
 #include "engram/hashing/hash_state.hpp"
 #include "engram/hashing/numpy_random.hpp"
 #include "engram/hashing/primes.hpp"
-#include "engram/io/config.hpp"
 
 namespace engram {
 
@@ -214,50 +180,15 @@ class NumpyMultiplyXor {
   }
 
 #if ENGRAM_HASHING_HAVE_AVX512
-  /// AVX-512 path: the heads of one order in 8-lane vectors (the mix is broadcast, one divisor
-  /// per lane; a tail of fewer than 8 heads uses a masked store). Shapes with N <= 5 and H <= 16
-  /// run a kernel specialised on (N - 1, ceil(H / 8)) that keeps the divisor constants in
-  /// registers; the others run hash_rows_avx512_generic.
+  /// AVX-512 path (hashing/detail/multiply_xor_x86.hpp): kernels specialised on (N - 1, H / 8)
+  /// for N <= 5 and H <= 16, hash_rows_avx512_generic for the other shapes.
   void hash_rows_avx512(const int64_t* x, int64_t count, int64_t* out) const noexcept {
-    const int64_t orders = max_ngram_size_ - 1, chunks = lane_heads_ / kLanes;
-    using Kernel = void (NumpyMultiplyXor::*)(const int64_t*, int64_t, int64_t*) const noexcept;
-    static constexpr Kernel kFixed[2][4] = {{&NumpyMultiplyXor::hash_rows_avx512_fixed<1, 1>,
-                                             &NumpyMultiplyXor::hash_rows_avx512_fixed<2, 1>,
-                                             &NumpyMultiplyXor::hash_rows_avx512_fixed<3, 1>,
-                                             &NumpyMultiplyXor::hash_rows_avx512_fixed<4, 1>},
-                                            {&NumpyMultiplyXor::hash_rows_avx512_fixed<1, 2>,
-                                             &NumpyMultiplyXor::hash_rows_avx512_fixed<2, 2>,
-                                             &NumpyMultiplyXor::hash_rows_avx512_fixed<3, 2>,
-                                             &NumpyMultiplyXor::hash_rows_avx512_fixed<4, 2>}};
-    if (chunks >= 1 && chunks <= 2 && orders >= 1 && orders <= 4)
-      return (this->*kFixed[chunks - 1][orders - 1])(x, count, out);
-    hash_rows_avx512_generic(x, count, out);
+    detail::multiply_xor_avx512(lanes(), x, count, out);
   }
 
   /// AVX-512 path for any shape (constants loaded per chunk).
   void hash_rows_avx512_generic(const int64_t* x, int64_t count, int64_t* out) const noexcept {
-    const int64_t columns = (max_ngram_size_ - 1) * heads_;
-    const int64_t* m = multipliers_.data();
-    const int64_t chunks = lane_heads_ / kLanes;
-    const __mmask8 tail = tail_mask();
-    for (int64_t t = 0; t < count; ++t) {
-      const int64_t* xt = x + t;
-      int64_t* row = out + t * columns;
-      uint64_t mix = static_cast<uint64_t>(xt[0]) * static_cast<uint64_t>(m[0]);
-      for (int64_t k = 1; k < max_ngram_size_; ++k) {
-        mix ^= static_cast<uint64_t>(xt[-k]) * static_cast<uint64_t>(m[k]);
-        const int64_t lane_base = (k - 1) * lane_heads_;
-        int64_t* dst = row + (k - 1) * heads_;
-        for (int64_t c = 0; c < chunks; ++c) {
-          const size_t i = static_cast<size_t>(lane_base + c * kLanes);
-          const detail::FastMod8 mod =
-              detail::load_fast_mod8(&lane_divisor_[i], &lane_magic_[i], &lane_adjust_[i]);
-          const __m512i r = reinterpret_cast<__m512i>(
-              detail::floor_mod_broadcast_avx512(static_cast<int64_t>(mix), mod));
-          _mm512_mask_storeu_epi64(dst + c * kLanes, c + 1 < chunks ? __mmask8{0xFF} : tail, r);
-        }
-      }
-    }
+    detail::multiply_xor_avx512_generic(lanes(), x, count, out);
   }
 #endif
 
@@ -279,48 +210,15 @@ class NumpyMultiplyXor {
   }
 
  private:
-  static constexpr int64_t kLanes = 8;
+  static constexpr int64_t kLanes = detail::kMultiplyXorLanes;
 
-#if ENGRAM_HASHING_HAVE_AVX512
-  /// Store mask of the last 8-head chunk of an order.
-  __mmask8 tail_mask() const noexcept {
-    const int64_t rest = heads_ - (lane_heads_ - kLanes);  // heads in the last chunk, 1..8
-    return static_cast<__mmask8>((1u << static_cast<unsigned>(rest)) - 1u);
+  /// The per-lane constants the AVX-512 kernels read.
+  detail::MultiplyXorLanes lanes() const noexcept {
+    return {max_ngram_size_,      heads_,
+            lane_heads_,          multipliers_.data(),
+            lane_divisor_.data(), lane_magic_.data(),
+            lane_adjust_.data()};
   }
-
-  template <int kOrders, int kChunks>
-  void hash_rows_avx512_fixed(const int64_t* x, int64_t count, int64_t* out) const noexcept {
-    detail::FastMod8 mods[kOrders][kChunks];  // local: stores to `out` cannot clobber them
-    uint64_t m[kOrders + 1];
-    for (int k = 0; k < kOrders; ++k)
-      for (int c = 0; c < kChunks; ++c) {
-        const size_t i = static_cast<size_t>(k * lane_heads_ + c * kLanes);
-        mods[k][c] = detail::load_fast_mod8(&lane_divisor_[i], &lane_magic_[i], &lane_adjust_[i]);
-      }
-    for (int k = 0; k <= kOrders; ++k)
-      m[k] = static_cast<uint64_t>(multipliers_[static_cast<size_t>(k)]);
-    const int64_t heads = heads_, columns = kOrders * heads;
-    const __mmask8 tail = tail_mask();
-    for (int64_t t = 0; t < count; ++t) {
-      int64_t* row = out + t * columns;
-      uint64_t mix = static_cast<uint64_t>(x[t]) * m[0];
-#pragma GCC unroll 4
-      for (int k = 1; k <= kOrders; ++k) {
-        mix ^= static_cast<uint64_t>(x[t - k]) * m[k];
-#pragma GCC unroll 2
-        for (int c = 0; c < kChunks; ++c) {
-          const __m512i r = reinterpret_cast<__m512i>(
-              detail::floor_mod_broadcast_avx512(static_cast<int64_t>(mix), mods[k - 1][c]));
-          int64_t* dst = row + (k - 1) * heads + c * kLanes;
-          if (c + 1 < kChunks)
-            _mm512_storeu_si512(dst, r);
-          else
-            _mm512_mask_storeu_epi64(dst, tail, r);
-        }
-      }
-    }
-  }
-#endif
 
   int64_t max_ngram_size_;
   int64_t heads_;
@@ -666,5 +564,10 @@ class NgramHasherT {
 
 /// The reference-compatible hasher.
 using NgramHasher = NgramHasherT<>;
+
+#ifdef ENGRAM_EXTERN_TEMPLATES
+// Compiled once in src/engram_instantiations.cpp (engram::instantiations).
+extern template class NgramHasherT<NumpyMultiplyXor>;
+#endif
 
 }  // namespace engram

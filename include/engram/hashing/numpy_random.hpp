@@ -2,32 +2,16 @@
 //
 // Reproduces `np.random.default_rng(seed).integers(low, high, size, dtype=np.int64, endpoint)` so
 // that the Engram hash multipliers (drawn that way by the reference) come out identical without
-// Python. The three NumPy layers are modelled one to one:
+// Python: SeedSequence (entropy -> pool of 4 uint32 words -> generate_state), Pcg64 (PCG XSL-RR
+// 128/64, seeded from generate_state(4)) and Generator::integers (NumPy's bounded fill with
+// Lemire's rejection, 32- or 64-bit by range). The algorithm of each layer:
+// docs/design/numpy_random.md. Guarantees: identical streams to NumPy >= 1.17 for non-negative
+// integer entropy (tested against NumPy 1.24 values in tests/data/hashing). Not provided: spawn
+// keys, other pool sizes, the legacy masked method, other distributions. Objects are plain values;
+// do not share one generator between threads without a lock (as in NumPy).
 //
-//   SeedSequence(entropy)  entropy -> uint32 words (least significant first, 0 -> [0]);
-//                          pool[4] = hashmix of the words, then every pool word mixed with every
-//                          other, then the words beyond the pool mixed into every pool word;
-//                          generate_state(n) streams the pool through a second hash (uint64 words
-//                          are pairs of uint32 words, low word first).
-//   Pcg64(seed_sequence)   PCG XSL-RR 128/64: state = state * M + inc (mod 2^128);
-//                          output = rotr64(hi(state) ^ lo(state), state >> 122), after the step.
-//                          Seeded from generate_state(4) = {s_hi, s_lo, i_hi, i_lo}:
-//                          inc = (i << 1) | 1, state = 0, step, state += s, step.
-//                          next_uint32 hands out the low half of a 64-bit draw and keeps the high
-//                          half for the following next_uint32 call (next_uint64 leaves it alone).
-//   Generator::integers    rng = high - low (- 1 unless endpoint), then NumPy's
-//                          random_bounded_uint64_fill with Lemire's rejection method:
-//                            rng == 0            -> low, no draw
-//                            rng <  2^32 - 1     -> 32-bit Lemire on next_uint32 draws
-//                            rng == 2^32 - 1     -> low + next_uint32
-//                            rng == 2^64 - 1     -> low + next_uint64
-//                            otherwise           -> 64-bit Lemire on next_uint64 draws
-//
-// Guarantees: identical streams to NumPy >= 1.17 (the algorithms have not changed since) for
-// non-negative integer entropy; tested against NumPy 1.24 values in tests/data/hashing.
-// Not provided: spawn keys, pool sizes other than 4, the masked (legacy) bounded method, other
-// distributions. Thread safety: objects are plain values; one generator must not be shared by
-// threads without a lock (as in NumPy).
+//   auto rng = engram::numpy_random::default_rng(10007 * 15);
+//   std::vector<int64_t> m = rng.integers(0, bound, 3);   // == NumPy's, value for value
 #pragma once
 
 #include <array>

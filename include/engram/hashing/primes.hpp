@@ -23,8 +23,8 @@
 #include <string>
 #include <vector>
 
+#include "engram/config.hpp"
 #include "engram/error.hpp"
-#include "engram/io/config.hpp"
 
 namespace engram {
 

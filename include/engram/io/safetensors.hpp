@@ -20,11 +20,6 @@
 // SafetensorsFile is immutable after construction; concurrent reads are safe.
 #pragma once
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <bit>
 #include <cerrno>
@@ -44,6 +39,7 @@
 #include <utility>
 #include <vector>
 
+#include "engram/detail/mapped_file.hpp"
 #include "engram/detail/posix_file.hpp"
 #include "engram/error.hpp"
 
@@ -227,42 +223,6 @@ struct TensorView {
 };
 
 namespace detail {
-
-/// Read-only memory mapping of a whole file (or an empty one).
-class MappedFile {
- public:
-  explicit MappedFile(const std::string& path) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    ENGRAM_CHECK(fd >= 0, path, ": cannot open: ", std::strerror(errno));
-    struct stat st {};
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-      ::close(fd);
-      fail(path, ": not a regular file");
-    }
-    size_ = static_cast<size_t>(st.st_size);
-    if (size_ > 0) {
-      void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-      if (p == MAP_FAILED) {
-        const int err = errno;
-        ::close(fd);
-        fail(path, ": mmap failed: ", std::strerror(err));
-      }
-      data_ = static_cast<const std::byte*>(p);
-    }
-    ::close(fd);
-  }
-  MappedFile(const MappedFile&) = delete;
-  MappedFile& operator=(const MappedFile&) = delete;
-  ~MappedFile() {
-    if (data_) ::munmap(const_cast<std::byte*>(data_), size_);
-  }
-  const std::byte* data() const noexcept { return data_; }
-  size_t size() const noexcept { return size_; }
-
- private:
-  const std::byte* data_ = nullptr;
-  size_t size_ = 0;
-};
 
 inline bool checked_mul(int64_t a, int64_t b, int64_t* out) noexcept {
   return !__builtin_mul_overflow(a, b, out);

@@ -38,9 +38,9 @@
 #include <variant>
 #include <vector>
 
+#include "engram/config.hpp"
 #include "engram/detail/float16.hpp"
 #include "engram/error.hpp"
-#include "engram/io/config.hpp"
 #include "engram/io/safetensors.hpp"
 #include "engram/memory/codec.hpp"
 #include "engram/memory/embedding_table.hpp"

@@ -32,11 +32,11 @@
 #include <utility>
 #include <vector>
 
+#include "engram/detail/aligned_buffer.hpp"
 #include "engram/error.hpp"
 #include "engram/hashing/hash_state.hpp"
 #include "engram/hashing/ngram_hasher.hpp"
 #include "engram/memory/embedding_table.hpp"
-#include "engram/nn/detail/eigen_support.hpp"
 
 namespace engram {
 

@@ -34,9 +34,10 @@
 #include <string_view>
 #include <vector>
 
+#include "engram/config.hpp"
+#include "engram/detail/parallel.hpp"
 #include "engram/error.hpp"
 #include "engram/hashing/ngram_hasher.hpp"
-#include "engram/io/config.hpp"
 #include "engram/io/safetensors.hpp"
 #include "engram/layer/blocks/block.hpp"
 #include "engram/layer/blocks/demo_block.hpp"
@@ -46,7 +47,6 @@
 #include "engram/layer/detail/kv_projection.hpp"
 #include "engram/layer/detail/layer_common.hpp"
 #include "engram/nn/any_linear.hpp"
-#include "engram/nn/detail/eigen_support.hpp"
 #include "engram/nn/v41_projection.hpp"
 
 namespace engram {

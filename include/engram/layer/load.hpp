@@ -13,8 +13,8 @@
 #include <memory>
 #include <variant>
 
+#include "engram/config.hpp"
 #include "engram/hashing/ngram_hasher.hpp"
-#include "engram/io/config.hpp"
 #include "engram/io/safetensors.hpp"
 #include "engram/layer/checkpoint.hpp"
 #include "engram/layer/engram_layer.hpp"

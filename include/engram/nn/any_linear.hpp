@@ -61,4 +61,9 @@ class AnyLinearT {
   bool is_bf16_ = false;
 };
 
+#ifdef ENGRAM_EXTERN_TEMPLATES
+// Compiled once in src/engram_instantiations.cpp (engram::instantiations).
+extern template class AnyLinearT<float>;
+#endif
+
 }  // namespace engram

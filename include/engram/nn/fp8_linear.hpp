@@ -6,25 +6,15 @@
 //   quantize_activations_e4m3: per block of 32 values, amax = max(max |x|, 1e-4),
 //     s = 2^ceil(log2(amax / 448)), x := e4m3_rne(x / s) * s  (v41_ref.py act_quant)
 //
-// Kernels (run-time choice by active_isa(), OpenMP threads over panels of 32 outputs): the weights
-// stay 1 byte each, repacked at construction into panels [in / 2][32][2] and decoded in registers
-// (prefill, avx512bf16 and avx512: once per panel and pass of rows, into a per-thread L2 buffer).
-//   avx512bf16  x rounded to bf16, vdpbf16ps on the exact bf16 of each E4M3 value, f32 partial
-//               sums per 32-column block scaled into the f32 total
-//   avx512/avx2 exact widening to f32, block scale folded into the weight, FMA
-//   scalar      forward_reference's loop (double sums), threaded
-// Guarantees: for x exact in bf16 (every quantize_activations_e4m3 output is) every product is
-// exact and all paths equal forward_reference up to f32 summation rounding. x not exact in bf16
-// is rounded to bf16 by the avx512bf16 path only. Weights whose scaled value is an f32 subnormal
-// (scale bytes below ~20) round in the f32 paths.
-// Construction refuses, naming `name` and the element: wrong sizes, a 0xFF (NaN) scale byte, a
-// NaN weight code (0x7F / 0xFF).
-// Ownership: the packed weights (out and in rounded up to 32, 1 byte each) and the scales are
-// owned and shared by copies; the spans passed in need not outlive the object.
-// Thread safety: forward is const; concurrent calls on distinct outputs are safe.
+// Kernels chosen at run time (active_isa(): avx512bf16, avx512/avx2, scalar; bodies in
+// nn/detail/fp8_linear_x86.hpp) keep the weights 1 byte each, decoded in registers. For x exact in
+// bf16 (every quantize_activations_e4m3 output is) all paths equal forward_reference up to f32
+// summation rounding (details: docs/design/fp8_linear.md). Construction refuses wrong sizes and
+// NaN scale bytes or codes, naming `name` and the element. Ownership: packed weights and scales
+// are owned and shared by copies. Thread safety: forward is const; distinct outputs are safe.
 //
-// Example: Fp8BlockLinear wkv(codes, scales, 25600, 6144);
-//          quantize_activations_e4m3(x); wkv.forward(x.data(), rows, y.data());
+//   Fp8BlockLinear wkv(codes, scales, 25600, 6144);
+//   quantize_activations_e4m3(x); wkv.forward(x.data(), rows, y.data());
 #pragma once
 
 #include <algorithm>
@@ -35,10 +25,11 @@
 #include <string_view>
 #include <vector>
 
+#include "engram/detail/aligned_buffer.hpp"
 #include "engram/detail/cpu_features.hpp"
+#include "engram/detail/parallel.hpp"
 #include "engram/error.hpp"
 #include "engram/memory/codec.hpp"
-#include "engram/nn/detail/eigen_support.hpp"
 #include "engram/nn/detail/fp8_linear_x86.hpp"
 
 namespace engram {

@@ -197,4 +197,11 @@ Scalar fused_gate(const Scalar* key, const Scalar* hidden, const Scalar* q_weigh
 }
 
 }  // namespace reference
+
+#ifdef ENGRAM_EXTERN_TEMPLATES
+// Compiled once in src/engram_instantiations.cpp (engram::instantiations).
+extern template class EngramGateT<float>;
+extern template class FusedGateT<float>;
+#endif
+
 }  // namespace engram

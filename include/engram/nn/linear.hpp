@@ -2,40 +2,19 @@
 //
 //   x [rows, in], W [out, in] row-major (PyTorch layout), b [out] or none, y [rows, out]
 //
-// Weight storage (the `Weight` template parameter): Scalar, or BFloat16 with Scalar = float (half
-// the bytes; products accumulate in f32, each weight widened exactly; the result equals the f32
-// LinearT on the bf16-rounded weights up to summation order). Bias, x and y are always Scalar.
+// LinearT<Scalar, Weight>: Weight is Scalar, or BFloat16 with Scalar = float (half the bytes, each
+// weight widened exactly, f32 sums). Kernels, on detail::kernel_threads() threads: float AVX-512
+// builds multiply W packed into 64-row panels (detail::panel_product; the AVX-512 body is
+// nn/detail/panel_kernel_x86.hpp); double or non-AVX-512 builds use OpenBLAS (engram::blas) or
+// Eigen's GEMM. reference::linear is the plain spec; all kernels match it to float rounding, not
+// bitwise across kernels, thread counts or builds.
+// Ownership: views its weight and bias (they must outlive it); the packed copy is owned and shared
+// by copies. Thread safety: forward is const; concurrent calls on distinct outputs are safe. The
+// panel kernel packs x into a grow-only per-thread buffer (no allocation in the steady state).
+// Design and measurements: docs/design/linear.md.
 //
-// Kernels (all use detail::kernel_threads() threads):
-//   float, AVX-512 builds: detail::panel_product over a copy of W packed at construction into
-//     panels of 64 W rows stored [in][64] (one sequential stream per thread; each k step is one
-//     broadcast of x per row and four panel loads, no horizontal sums). Register blocks of 6 x
-//     rows x 64 columns; the panels split over the threads; x taken in L2-sized passes of rows,
-//     packed once (each register block's rows interleaved so its broadcasts walk one stream) and
-//     shared by the threads, with every panel streaming once past each pass. One kernel from decode
-//     (1 row: bandwidth-bound, one pass over W) to prefill (measured here at or above OpenBLAS's
-//     sgemm with 2 threads, and 1.3-1.7x the widen-then-sgemm path for bf16 weights; bench/layer
-//     BM_StackedProjection*).
-//   double, or builds without AVX-512: one GEMM, OpenBLAS sgemm/dgemm when built with
-//     engram::blas (ENGRAM_HAVE_BLAS; OpenBLAS set to one thread, called by each kernel thread on
-//     its block of W rows), else Eigen's product (row-major operands, no transposed copy of W;
-//     Eigen::nbThreads() threads with OpenMP). BFloat16 weights: kWidenRows W rows at a time are
-//     widened into a per-thread f32 buffer (grow-only, thread_local) and multiplied.
-// The Engram layer stacks its hc key projections and the value projection into one LinearT of
-// [(hc + 1) * d, memory_dim] so the whole projection is one GEMM.
-// Ownership: LinearT views its weight and bias (borrowed; they must outlive it); the packed copy
-// (AVX-512 float builds: as many bytes again as W, rounded up to whole panels) is owned and shared
-// by copies of the LinearT.
-// Thread safety: forward is const and safe to call concurrently on distinct outputs (the BLAS
-// thread count is process-wide in OpenBLAS).
-// Not guaranteed: bitwise equality between kernels, thread counts or builds (summation order
-// differs; all match reference::linear to float rounding). Eigen and OpenBLAS may allocate their
-// GEMM blocking buffers per call (large shapes); the panel kernel packs x once per call, before the
-// threads start, into a grow-only buffer of the calling thread (as many bytes as x), so it
-// allocates only when a call has more rows * in than any earlier call on that thread, and an
-// allocation failure is a std::bad_alloc thrown by forward.
-//
-// Example: engram::LinearT<float, engram::BFloat16> proj(bf16_weight, out, in, f32_bias);
+//   engram::LinearT<float, engram::BFloat16> proj(bf16_weight, out, in, f32_bias);
+//   proj.forward(x.data(), rows, y.data());
 #pragma once
 
 #include <algorithm>
@@ -48,11 +27,14 @@
 #include <cblas.h>
 #endif
 
+#include "engram/detail/aligned_buffer.hpp"
 #include "engram/detail/cpu_features.hpp"
 #include "engram/detail/float16.hpp"
+#include "engram/detail/parallel.hpp"
 #include "engram/error.hpp"
 #include "engram/nn/detail/bf16_linear_x86.hpp"
 #include "engram/nn/detail/eigen_support.hpp"
+#include "engram/nn/detail/panel_kernel_x86.hpp"
 
 namespace engram {
 
@@ -62,96 +44,6 @@ namespace detail {
 inline float widen(float w) noexcept { return w; }
 inline double widen(double w) noexcept { return w; }
 inline float widen(BFloat16 w) noexcept { return bf16_bits_to_f32(w.bits); }
-
-/// Output columns per packed weight panel (the panel kernel's tile width: four 16-lane vectors).
-inline constexpr int64_t kPanelColumns = 64;
-
-#if ENGRAM_HAVE_AVX512
-inline __m512 load16(const float* p) noexcept { return _mm512_loadu_ps(p); }
-inline __m512 load16(const BFloat16* p) noexcept {
-  return bf16x16_to_f32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-}
-
-// XR x rows against one panel (64 W rows packed [in][64]): acc[r][j] += x[r, k] * P[k, 16j:16j+16]
-// for every k, one broadcast of x and four panel loads per k; no horizontal sums. x is the block's
-// rows interleaved [in][XR] (pack_blocks), so its broadcasts walk one contiguous stream (rows of x
-// 4 KiB apart would share L1 sets with each other and the panel). Writes y[r, 0:cols], cols <= 64
-// (the panel's real columns).
-template <int XR, class W>
-inline void panel_block(const float* xp, const W* panel, int64_t in, float* y, int64_t ldy,
-                        int64_t cols) noexcept {
-  __m512 acc[XR][4];
-  for (int r = 0; r < XR; ++r)
-    for (int j = 0; j < 4; ++j) acc[r][j] = _mm512_setzero_ps();
-  for (int64_t k = 0; k < in; ++k) {
-    const W* p = panel + k * kPanelColumns;
-    const __m512 w0 = load16(p), w1 = load16(p + 16), w2 = load16(p + 32), w3 = load16(p + 48);
-    for (int r = 0; r < XR; ++r) {
-      const __m512 xv = _mm512_set1_ps(xp[k * XR + r]);
-      acc[r][0] = _mm512_fmadd_ps(xv, w0, acc[r][0]);
-      acc[r][1] = _mm512_fmadd_ps(xv, w1, acc[r][1]);
-      acc[r][2] = _mm512_fmadd_ps(xv, w2, acc[r][2]);
-      acc[r][3] = _mm512_fmadd_ps(xv, w3, acc[r][3]);
-    }
-  }
-  for (int r = 0; r < XR; ++r)
-    for (int64_t j = 0; j < 4 && 16 * j < cols; ++j) {
-      float* dst = y + r * ldy + 16 * j;
-      if (16 * j + 16 <= cols)
-        _mm512_storeu_ps(dst, acc[r][j]);
-      else
-        _mm512_mask_storeu_ps(dst, static_cast<__mmask16>((1u << (cols - 16 * j)) - 1u), acc[r][j]);
-    }
-}
-
-// Register blocks of a pass of `rows` x rows: near-equal, at most 6 rows (32 rows: 6 6 5 5 5 5,
-// not 6 x 5 + 2: a small tail block pays the panel's loads for few FMAs). Calls
-// body(first_row, count) for each.
-template <class Body>
-inline void for_each_block(int64_t rows, const Body& body) {
-  const int64_t blocks = (rows + 5) / 6;
-  for (int64_t b = 0, r = 0; b < blocks; ++b) {
-    const int64_t count = (rows - r) / (blocks - b);
-    body(r, count);
-    r += count;
-  }
-}
-
-// x rows [rows, in] (one pass) into xp, each register block's rows interleaved [in][count], blocks
-// back to back (the block at row r starts at xp + r * in).
-inline void pack_blocks(const float* x, int64_t rows, int64_t in, float* xp) noexcept {
-  for_each_block(rows, [&](int64_t r0, int64_t count) {
-    float* dst = xp + r0 * in;
-    for (int64_t r = 0; r < count; ++r)
-      for (int64_t k = 0; k < in; ++k) dst[k * count + r] = x[(r0 + r) * in + k];
-  });
-}
-
-// All `rows` packed x rows (pack_blocks) against one panel, block by block; the panel stays in L2
-// across the blocks.
-template <class W>
-inline void panel_rows(const float* xp, int64_t rows, const W* panel, int64_t in, float* y,
-                       int64_t ldy, int64_t cols) noexcept {
-  for_each_block(rows, [&](int64_t r, int64_t count) {
-    const float* xb = xp + r * in;
-    float* yb = y + r * ldy;
-    switch (count) {
-      case 6:
-        return panel_block<6>(xb, panel, in, yb, ldy, cols);
-      case 5:
-        return panel_block<5>(xb, panel, in, yb, ldy, cols);
-      case 4:
-        return panel_block<4>(xb, panel, in, yb, ldy, cols);
-      case 3:
-        return panel_block<3>(xb, panel, in, yb, ldy, cols);
-      case 2:
-        return panel_block<2>(xb, panel, in, yb, ldy, cols);
-      default:
-        return panel_block<1>(xb, panel, in, yb, ldy, cols);
-    }
-  });
-}
-#endif
 
 /// Whether panel_product has a vector kernel for Scalar in this build.
 template <class Scalar>
@@ -472,4 +364,11 @@ inline void linear_bf16_native(const float* x, const BFloat16* weight, const flo
 }
 
 }  // namespace reference
+
+#ifdef ENGRAM_EXTERN_TEMPLATES
+// Compiled once in src/engram_instantiations.cpp (engram::instantiations).
+extern template class LinearT<float>;
+extern template class LinearT<float, BFloat16>;
+#endif
+
 }  // namespace engram

@@ -81,4 +81,10 @@ void rms_norm(const Scalar* x, const Scalar* weight, double eps, Scalar* out, in
 }
 
 }  // namespace reference
+
+#ifdef ENGRAM_EXTERN_TEMPLATES
+// Compiled once in src/engram_instantiations.cpp (engram::instantiations).
+extern template class RmsNormT<float>;
+#endif
+
 }  // namespace engram

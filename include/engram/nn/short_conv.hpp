@@ -182,4 +182,10 @@ void short_conv(const Scalar* x, int64_t steps, int64_t hc, int64_t d, int64_t k
 }
 
 }  // namespace reference
+
+#ifdef ENGRAM_EXTERN_TEMPLATES
+// Compiled once in src/engram_instantiations.cpp (engram::instantiations).
+extern template class ShortConvT<float>;
+#endif
+
 }  // namespace engram

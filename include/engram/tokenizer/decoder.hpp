@@ -1,29 +1,17 @@
 // engram/tokenizer/decoder.hpp: tokenizer.json decoders, reproducing Hugging Face `tokenizers`
 // 0.23.2 (`Tokenizer::decode`) byte for byte.
 //
-// Semantics (HF): decode(tokens) = join("", decode_chain(tokens)); with no decoder at all the
-// tokenizer joins the tokens with " " (decode_tokens below). decode_chain maps a list of token
-// strings to a list of strings; a Sequence chains its decoders. Per decoder:
-//   ByteLevel     every token -> bytes (each char through the byte-level alphabet; a token with any
-//                 char outside it contributes its own UTF-8 bytes); all bytes -> one string,
-//                 invalid UTF-8 replaced like Rust String::from_utf8_lossy (one U+FFFD per
-//                 maximal invalid subpart)
-//   ByteFallback  "<0xNN>" (exactly 6 bytes; NN parsed by Rust u8::from_str_radix(_, 16), which
-//                 accepts a leading '+') -> byte; a run of byte tokens -> its UTF-8 text, or one
-//                 U+FFFD per byte when the run is not valid UTF-8
-//   Fuse          -> [join("", tokens)]
-//   Strip         removes up to `start` leading and `stop` trailing `content` chars per token
-//   Replace       literal pattern -> content in each token (empty token stays empty)
-//   Metaspace     replacement char -> ' ', except that token 0 drops every replacement char
-//                 unless prepend_scheme is "never"
-//   WordPiece     tokens after the first: strip `prefix`, or else prepend ' '; optional cleanup
-//   BPEDecoder    `suffix` -> ' ' (-> "" in the last token)
-//   CTC           dedup consecutive tokens, drop pad_token, optional cleanup, delimiter -> ' ',
-//                 drop empty tokens
-// Where HF panics (Strip cutting past a token's end), engram throws engram::Error instead.
-//
+// decode(tokens) = join("", decode_chain(tokens)); with no decoder at all the tokenizer joins the
+// tokens with " " (decode_tokens). decode_chain maps token strings to strings; a Sequence chains
+// its decoders: ByteLevel, ByteFallback, Fuse, Strip, Replace, Metaspace, WordPiece, BPEDecoder
+// and CTC, each as HF defines it (the rules of each: docs/design/tokenizer_decoders.md). Invalid
+// UTF-8 becomes U+FFFD as Rust's from_utf8_lossy does. Where HF panics (Strip cutting past a
+// token's end), engram throws engram::Error instead.
 // Token strings must be valid UTF-8 (tokenizer.json strings always are). TokenDecoder is
 // immutable and thread-safe.
+//
+//   const engram::TokenizerJson t = engram::read_tokenizer_json("tokenizer.json");
+//   std::string text = engram::decode_tokens(t.decoder, {"\u2581Hello", "\u2581world"});
 #pragma once
 
 #include <algorithm>

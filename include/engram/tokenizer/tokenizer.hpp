@@ -7,7 +7,7 @@
 //   int64_t compressed = table[token_id];
 #pragma once
 
-#include "engram/io/tokenizer_json.hpp"
 #include "engram/tokenizer/decoder.hpp"
 #include "engram/tokenizer/normalizer.hpp"
+#include "engram/tokenizer/tokenizer_json.hpp"
 #include "engram/tokenizer/vocab_compressor.hpp"

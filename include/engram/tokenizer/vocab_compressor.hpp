@@ -2,28 +2,28 @@
 // compressed id), bit-exact with the official CompressedTokenizer as computed through Hugging Face
 // `tokenizers` 0.23.2 (the reference script is gen_lookup.js in the project's shared material).
 //
-// Semantics, for every id t in 0 .. n-1 (n = tokenizer vocab size with added tokens):
-//   text = decode([t])                       (HF Tokenizer::decode, no clean-up, specials kept)
-//   key  = raw token string of t             if text contains U+FFFD
-//        = compression_normalize(text)       otherwise, unless that is empty
-//        = text                              if it is empty
+// For every id t in 0 .. n-1 (n = tokenizer vocab size with added tokens):
+//   text = decode([t])                     (HF Tokenizer::decode, no clean-up, specials kept)
+//   key  = raw token string of t           if text contains U+FFFD
+//        = Normalizer::normalize(text)     otherwise, unless that is empty (then text itself)
 //   lookup[t] = number of distinct keys seen before key's first appearance (ids in order)
-// All three kinds of key share one namespace: a raw token equal to another id's normalised text
-// gets that id. compressed_size() = number of distinct keys.
-// Example: DeepSeek-V3, 128,815 ids -> 98,627 compressed ids.
+// VocabCompressorT<Normalizer> takes the key rule as a policy (the VocabNormalizer concept);
+// DeepSeekNormalizer, the default (VocabCompressor), is DeepSeek's NFKC, NFD, strip accents,
+// lowercase, whitespace rule. Example: DeepSeek-V3, 128,815 ids -> 98,627 compressed ids.
+// Entry points: compress_tokenizer_json(path), compress_tokenizer(TokenizerJson), and
+// compress_vocab(decoded_texts, raw_tokens) for callers who decode themselves; each takes an
+// optional normaliser. compress_vocab_reference is the plain spec of the default rule.
+// CompressionTable is saved as safetensors (I64 "lookup" [n]); loading validates that every entry
+// is in [0, C) and every value of [0, C) is used. Tables are immutable values (thread-safe reads);
+// a VocabCompressorT is single-threaded.
 //
-// Two entry points: compress_tokenizer_json(path) (or compress_tokenizer on a parsed
-// TokenizerJson), and compress_vocab(decoded_texts, raw_tokens) for callers who decode themselves.
-// `compress_vocab_reference` is the plain reference (spec-order normaliser, ordered map) that the
-// tests compare the fast path against.
-//
-// CompressionTable is saved as safetensors: one I64 tensor "lookup" of shape [n]. Loading accepts
-// I64 or I32 and validates it: every entry in [0, C) with C = max + 1, and every value of [0, C)
-// used. Guarantees: deterministic; a table is an immutable value once built (thread-safe reads).
-// VocabCompressor is single-threaded.
+//   const auto table = engram::compress_tokenizer_json("tokenizer.json");  // DeepSeek's rule
+//   struct Lower { std::string normalize(std::string_view s) const; };     // any other rule
+//   const auto mine = engram::compress_tokenizer_json("tokenizer.json", Lower{});
 #pragma once
 
 #include <algorithm>
+#include <concepts>
 #include <cstdint>
 #include <functional>
 #include <limits>
@@ -37,8 +37,8 @@
 
 #include "engram/error.hpp"
 #include "engram/io/safetensors.hpp"
-#include "engram/io/tokenizer_json.hpp"
 #include "engram/tokenizer/normalizer.hpp"
+#include "engram/tokenizer/tokenizer_json.hpp"
 
 namespace engram {
 
@@ -177,26 +177,54 @@ class KeyTable {
 
 }  // namespace detail
 
-/// Builds a table one token id at a time (ids 0, 1, 2, ... in the order of add()).
-class VocabCompressor {
+/// A normalisation policy of VocabCompressorT: maps the decoded text of one id (valid UTF-8,
+/// checked by the compressor) to its key. The result may be a std::string or a view into the
+/// normaliser that stays valid until the next call; an empty result falls back to the text itself.
+template <class N>
+concept VocabNormalizer = std::default_initializable<N> && std::movable<N> &&
+    requires(N& normalizer, std::string_view valid_utf8) {
+  { normalizer.normalize(valid_utf8) } -> std::convertible_to<std::string_view>;
+};
+
+/// DeepSeek's rule, the default policy: NFKC, NFD, strip accents, lowercase, whitespace runs ->
+/// one space, strip (a lone space stays); CompressionNormalizer on text known to be UTF-8.
+class DeepSeekNormalizer {
  public:
+  std::string_view normalize(std::string_view valid_utf8) {
+    return impl_.normalize_valid_utf8(valid_utf8);
+  }
+
+ private:
+  CompressionNormalizer impl_;
+};
+
+/// Builds a table one token id at a time (ids 0, 1, 2, ... in the order of add()), keying each id
+/// by `Normalizer` (see VocabNormalizer). Single-threaded.
+/// @tparam Normalizer the key rule; DeepSeekNormalizer reproduces the official table.
+template <VocabNormalizer Normalizer = DeepSeekNormalizer>
+class VocabCompressorT {
+ public:
+  VocabCompressorT() = default;
+  explicit VocabCompressorT(Normalizer normalizer) : normalizer_(std::move(normalizer)) {}
+
   /// Adds the next id. `raw_token` is its token string (HF id_to_token); it is needed only when
   /// `decoded_text` contains U+FFFD, and then missing it throws. Returns the compressed id.
   int64_t add(std::string_view decoded_text,
               std::optional<std::string_view> raw_token = std::nullopt) {
-    std::string_view key;
+    int64_t id = 0;
     if (detail::contains_replacement_character(decoded_text)) {
       ENGRAM_CHECK(
           raw_token.has_value(), "decoded text of token id ", lookup_.size(),
           " contains U+FFFD, so its raw token string is needed as the key, but none was given");
-      key = *raw_token;
+      id = keys_.find_or_insert(*raw_token);
     } else {
       ENGRAM_CHECK(detail::is_valid_utf8(decoded_text), "decoded text of token id ", lookup_.size(),
                    " is not valid UTF-8");
-      key = normalizer_.normalize_valid_utf8(decoded_text);
-      if (key.empty()) key = decoded_text;
+      // auto&& keeps a std::string result alive for the lookup below.
+      auto&& normalized = normalizer_.normalize(decoded_text);
+      const std::string_view key = normalized;
+      id = keys_.find_or_insert(key.empty() ? decoded_text : key);
     }
-    const int64_t id = keys_.find_or_insert(key);
     lookup_.push_back(id);
     return id;
   }
@@ -215,10 +243,13 @@ class VocabCompressor {
   CompressionTable table() const { return CompressionTable(lookup_); }
 
  private:
-  CompressionNormalizer normalizer_;
+  Normalizer normalizer_;
   detail::KeyTable keys_;
   std::vector<int64_t> lookup_;
 };
+
+/// The official compressor (DeepSeek's normalisation).
+using VocabCompressor = VocabCompressorT<>;
 
 namespace detail {
 
@@ -233,10 +264,12 @@ inline void check_raw_tokens(std::span<const std::string> decoded_texts,
 
 /// The table of a vocabulary given as the decoded text of each id (and, optionally, each id's raw
 /// token string for the U+FFFD rule; pass {} when no text contains U+FFFD).
-inline CompressionTable compress_vocab(std::span<const std::string> decoded_texts,
-                                       std::span<const std::string> raw_tokens = {}) {
+template <VocabNormalizer Normalizer = DeepSeekNormalizer>
+CompressionTable compress_vocab(std::span<const std::string> decoded_texts,
+                                std::span<const std::string> raw_tokens = {},
+                                Normalizer normalizer = {}) {
   detail::check_raw_tokens(decoded_texts, raw_tokens);
-  VocabCompressor compressor;
+  VocabCompressorT<Normalizer> compressor(std::move(normalizer));
   compressor.reserve(decoded_texts.size());
   for (size_t i = 0; i < decoded_texts.size(); ++i) {
     compressor.add(decoded_texts[i], raw_tokens.empty()
@@ -279,9 +312,10 @@ inline std::vector<std::string> decode_each_id(const TokenizerJson& tokenizer) {
   return texts;
 }
 
-/// The table of a parsed tokenizer.json.
-inline CompressionTable compress_tokenizer(const TokenizerJson& tokenizer) {
-  VocabCompressor compressor;
+/// The table of a parsed tokenizer.json, keyed by `normalizer` (DeepSeek's rule by default).
+template <VocabNormalizer Normalizer = DeepSeekNormalizer>
+CompressionTable compress_tokenizer(const TokenizerJson& tokenizer, Normalizer normalizer = {}) {
+  VocabCompressorT<Normalizer> compressor(std::move(normalizer));
   compressor.reserve(static_cast<size_t>(tokenizer.vocab_size()));
   for (int64_t id = 0; id < tokenizer.vocab_size(); ++id) {
     const auto& token = tokenizer.tokens[static_cast<size_t>(id)];
@@ -292,8 +326,9 @@ inline CompressionTable compress_tokenizer(const TokenizerJson& tokenizer) {
 }
 
 /// The table of the tokenizer.json (plain or gzip) at `path`. This is what the CLI calls.
-inline CompressionTable compress_tokenizer_json(const std::string& path) {
-  return compress_tokenizer(read_tokenizer_json(path));
+template <VocabNormalizer Normalizer = DeepSeekNormalizer>
+CompressionTable compress_tokenizer_json(const std::string& path, Normalizer normalizer = {}) {
+  return compress_tokenizer(read_tokenizer_json(path), std::move(normalizer));
 }
 
 }  // namespace engram

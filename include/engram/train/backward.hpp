@@ -27,8 +27,8 @@
 #include <span>
 #include <vector>
 
+#include "engram/detail/parallel.hpp"
 #include "engram/error.hpp"
-#include "engram/nn/detail/eigen_support.hpp"
 #include "engram/nn/gate.hpp"
 #include "engram/nn/rms_norm.hpp"
 #include "engram/train/detail/gemm.hpp"

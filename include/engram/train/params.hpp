@@ -28,8 +28,8 @@
 #include <variant>
 #include <vector>
 
+#include "engram/config.hpp"
 #include "engram/error.hpp"
-#include "engram/io/config.hpp"
 #include "engram/io/safetensors.hpp"
 #include "engram/layer/checkpoint.hpp"
 #include "engram/memory/codec.hpp"

@@ -19,8 +19,9 @@
 #include <string_view>
 #include <vector>
 
+#include "engram/config.hpp"
+#include "engram/detail/parallel.hpp"
 #include "engram/error.hpp"
-#include "engram/io/config.hpp"
 #include "engram/io/safetensors.hpp"
 #include "engram/layer/blocks/block.hpp"
 #include "engram/layer/checkpoint.hpp"

@@ -18,13 +18,13 @@
 #include <string_view>
 #include <vector>
 
-#include "engram/io/config.hpp"
+#include "engram/config.hpp"
+#include "engram/detail/parallel.hpp"
 #include "engram/io/safetensors.hpp"
 #include "engram/layer/blocks/block.hpp"
 #include "engram/layer/checkpoint.hpp"
 #include "engram/layer/decode_state.hpp"
 #include "engram/layer/detail/kv_projection.hpp"
-#include "engram/nn/detail/eigen_support.hpp"
 #include "engram/nn/gate.hpp"
 
 namespace engram {

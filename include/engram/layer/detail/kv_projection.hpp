@@ -16,9 +16,10 @@
 #include <type_traits>
 #include <vector>
 
+#include "engram/detail/aligned_buffer.hpp"
+#include "engram/detail/parallel.hpp"
 #include "engram/error.hpp"
 #include "engram/nn/any_linear.hpp"
-#include "engram/nn/detail/eigen_support.hpp"
 #include "engram/nn/linear.hpp"
 #include "engram/nn/v41_projection.hpp"
 

@@ -14,11 +14,12 @@
 #include <variant>
 #include <vector>
 
+#include "engram/detail/aligned_buffer.hpp"
+#include "engram/detail/parallel.hpp"
 #include "engram/error.hpp"
 #include "engram/layer/checkpoint.hpp"
 #include "engram/layer/decode_state.hpp"
 #include "engram/memory/embedding_table.hpp"
-#include "engram/nn/detail/eigen_support.hpp"
 
 namespace engram::detail {
 

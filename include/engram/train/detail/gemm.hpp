@@ -13,7 +13,7 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "engram/nn/detail/eigen_support.hpp"
+#include "engram/detail/parallel.hpp"
 
 namespace engram::train::detail {
 

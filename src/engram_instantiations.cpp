@@ -1,0 +1,35 @@
+// The common instantiations of engram's templates, compiled once. A consumer that defines
+// ENGRAM_EXTERN_TEMPLATES (linking engram::instantiations does it) sees `extern template`
+// declarations of these types in the headers and stops instantiating them in every translation unit
+// that uses them. Compile this file with the same instruction-set flags as the consumer (-march):
+// the kernels a header selects depend on them (ENGRAM_HAVE_AVX512, ENGRAM_HASHING_HAVE_AVX512).
+#define ENGRAM_EXTERN_TEMPLATES 1
+
+#include "engram/hashing/ngram_hasher.hpp"
+#include "engram/nn/any_linear.hpp"
+#include "engram/nn/gate.hpp"
+#include "engram/nn/linear.hpp"
+#include "engram/nn/rms_norm.hpp"
+#include "engram/nn/short_conv.hpp"
+
+namespace engram {
+
+// hashing/
+template class NgramHasherT<NumpyMultiplyXor>;
+
+// nn/
+template class LinearT<float>;
+template class LinearT<float, BFloat16>;
+template class AnyLinearT<float>;
+template class RmsNormT<float>;
+template class ShortConvT<float>;
+template class EngramGateT<float>;
+template class FusedGateT<float>;
+
+// layer/ (being unified into EngramLayerT<Scalar, Block, HashPolicy>, issue 14): add its common
+// instantiations here, with the matching `extern template` lines under ENGRAM_EXTERN_TEMPLATES at
+// the end of its header, e.g.
+//   template class EngramLayerT<float, DemoBlock, NumpyMultiplyXor>;
+//   template class EngramLayerT<float, V41Block, NumpyMultiplyXor>;
+
+}  // namespace engram
