@@ -19,3 +19,7 @@ if(TARGET engram::tokenizer)
     target_compile_options(train_v41_params_test PRIVATE -Wno-maybe-uninitialized -Wno-uninitialized -Wno-array-bounds)
   endif()
 endif()
+# Optimisers and training checkpoints (goldens from tests/data/train/make_optim_golden.py).
+engram_add_test(train_optimizers_test train/optimizers_test.cpp LABELS threads)
+engram_add_test(train_checkpoint_test train/checkpoint_test.cpp)
+engram_add_test(train_file_tier_test train/file_tier_test.cpp)
