@@ -36,35 +36,15 @@
 #include "engram/io/hf_config.hpp"
 #include "engram/io/safetensors.hpp"
 #include "engram/layer/checkpoint.hpp"
-#include "engram/memory/codec.hpp"
+#include "engram/memory/codec_registry.hpp"
 #include "engram/memory/packed_table.hpp"
 #include "engram/memory/tiered_memory.hpp"
 #include "engram/memory/tiers/open_table.hpp"
 
 namespace engram::cli {
 
-/// A row codec chosen at run time.
-using CodecTag = std::variant<codec::F32, codec::BF16, codec::F16, codec::Fp8E4M3T<16>,
-                              codec::Fp8E4M3T<32>, codec::Fp8E4M3T<64>, codec::Fp8E4M3T<128>>;
-
-inline CodecTag codec_tag(const std::string& name, int64_t quant_block) {
-  if (name == "f32") return codec::F32{};
-  if (name == "bf16") return codec::BF16{};
-  if (name == "f16") return codec::F16{};
-  ENGRAM_CHECK(name == "fp8_e4m3", "unknown codec '", name, "'");
-  switch (quant_block) {
-    case 16:
-      return codec::Fp8E4M3T<16>{};
-    case 32:
-      return codec::Fp8E4M3T<32>{};
-    case 64:
-      return codec::Fp8E4M3T<64>{};
-    case 128:
-      return codec::Fp8E4M3T<128>{};
-    default:
-      detail::fail("quant_block ", quant_block, " is not supported (16, 32, 64 or 128)");
-  }
-}
+/// A row codec chosen at run time (codec_registry.hpp).
+using CodecTag = Codecs::tags;
 
 /// A pack progress printer: "\r" lines on a terminal (stderr), nothing otherwise.
 inline PackProgressFn pack_progress_printer() {
@@ -144,8 +124,7 @@ inline int pack(int argc, char** argv) {
   }
   std::string codec_name = args.str("codec");
   if (codec_name == "fp8") codec_name = "fp8_e4m3";
-  if (codec_name != "f32" && codec_name != "bf16" && codec_name != "f16" &&
-      codec_name != "fp8_e4m3")
+  if (!is_codec_name(codec_name))
     throw UsageError("--codec must be f32, bf16, f16 or fp8, got '" + codec_name + "'");
   double max_mb_per_s = 0;
   if (args.has("max-mb-per-s")) {

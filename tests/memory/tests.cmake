@@ -1,2 +1,3 @@
 engram_add_test(memory_codec_test memory/codec_test.cpp)
 engram_add_test(memory_embedding_table_test memory/embedding_table_test.cpp)
+engram_add_test(memory_any_embedding_table_test memory/any_embedding_table_test.cpp)

@@ -88,7 +88,7 @@ FusedEngramWeightsT<Scalar> load_v41_engram_weights(const HfEngramConfig& hf,
     scale.check_shape({rows, hd / qb});
     ENGRAM_CHECK(qb == 32, dir.path(), ": weight_block_size ", qb,
                  " is not supported for the table (32, as released)");
-    return detail::make_table<codec::Fp8E4M3T<32>>(embed, &scale, hd, std::move(column_rows));
+    return detail::make_table(embed, &scale, hd, qb, std::move(column_rows));
   };
   FusedEngramWeightsT<Scalar> w{config, nullptr, table(), {}, {}, {}, {}, false, {}, {}, {}};
   if (!table_in_tier) w.file = dir.file_of(p + "embed.weight");

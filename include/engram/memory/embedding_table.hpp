@@ -197,6 +197,13 @@ class GatherWorkspace {
  private:
   template <RowCodec>
   friend class EmbeddingTableT;
+  friend class AnyEmbeddingTable;
+
+  // float rows of a gather into double (AnyEmbeddingTable), at least `values` long
+  std::vector<float>& widen_scratch(size_t values) {
+    if (widen_.size() < values) widen_.resize(values);
+    return widen_;
+  }
 
   void prepare(int threads) {
     if (static_cast<int>(dedup_.size()) < threads) dedup_.resize(static_cast<size_t>(threads));
@@ -206,6 +213,7 @@ class GatherWorkspace {
 
   std::vector<detail::RowDedup> dedup_;
   std::vector<std::thread> workers_;
+  std::vector<float> widen_;
 };
 
 /// Non-owning view of one layer's embedding table stored with `Codec`.

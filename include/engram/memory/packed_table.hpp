@@ -73,6 +73,7 @@
 
 #include "engram/error.hpp"
 #include "engram/io/config.hpp"
+#include "engram/memory/codec_registry.hpp"
 #include "engram/memory/tiers/detail/io.hpp"
 #include "engram/memory/tiers/in_memory_tier.hpp"
 
@@ -95,7 +96,7 @@ struct PackedFormat {
 struct PackedTableInfo {
   EngramConfig config;
   int64_t layer_id = 0;
-  std::string codec = "f32";  ///< f32 | bf16 | f16 | fp8_e4m3 (codec.hpp kName)
+  std::string codec = "f32";  ///< a registered codec's kName (codec_registry.hpp)
   int64_t row_dim = 0;        ///< values per row; equals config.row_dim()
   int64_t num_rows = 0;
   std::vector<int64_t> offsets;      ///< [num_columns] first global row of each column
@@ -122,18 +123,17 @@ struct PackedTableInfo {
     return info;
   }
 
-  /// Bytes of row data per row for `codec` (0 for an unknown codec).
-  static int64_t codec_data_bytes(std::string_view codec, int64_t row_dim) noexcept {
-    if (codec == "f32") return 4 * row_dim;
-    if (codec == "bf16" || codec == "f16") return 2 * row_dim;
-    if (codec == "fp8_e4m3") return row_dim;
-    return 0;
+  /// The codec's traits (codec_registry.hpp), or nullptr for an unknown codec.
+  const CodecTraits* codec_traits() const noexcept { return find_codec(codec, config.quant_block); }
+  /// Row data bytes (Codec::row_bytes; 0 for an unknown codec).
+  int64_t data_bytes_per_row() const noexcept {
+    const CodecTraits* t = codec_traits();
+    return t != nullptr ? t->row_bytes(row_dim) : 0;
   }
-  /// Row data bytes (codec.hpp Codec::row_bytes).
-  int64_t data_bytes_per_row() const noexcept { return codec_data_bytes(codec, row_dim); }
-  /// E8M0 scale bytes per row: ceil(row_dim / quant_block) for fp8_e4m3, else 0.
+  /// Scale bytes per row (Codec::scale_bytes: ceil(row_dim / quant_block) for fp8_e4m3, else 0).
   int64_t scale_bytes_per_row() const noexcept {
-    return codec == "fp8_e4m3" ? (row_dim + config.quant_block - 1) / config.quant_block : 0;
+    const CodecTraits* t = codec_traits();
+    return t != nullptr ? t->scale_bytes(row_dim) : 0;
   }
   /// Bytes of one row record: data bytes then scale bytes.
   int64_t row_bytes() const noexcept { return data_bytes_per_row() + scale_bytes_per_row(); }
@@ -142,10 +142,8 @@ struct PackedTableInfo {
   void validate(const std::string& source) const {
     config.validate(source);
     config.require_layer(layer_id, source);
-    ENGRAM_CHECK(codec_data_bytes(codec, 1) > 0, source,
-                 ": field 'codec' must be one of f32, "
-                 "bf16, f16, fp8_e4m3, found '",
-                 codec, "'");
+    ENGRAM_CHECK(codec_traits() != nullptr, source, ": field 'codec' must be one of ",
+                 codec_choices(), ", found '", codec, "' with quant_block ", config.quant_block);
     ENGRAM_CHECK(row_dim == config.row_dim(), source, ": field 'row_dim' is ", row_dim,
                  " but the config implies ", config.row_dim());
     const auto columns = static_cast<size_t>(config.num_columns());

@@ -40,6 +40,7 @@
 
 #include "engram/error.hpp"
 #include "engram/io/safetensors.hpp"
+#include "engram/memory/codec_registry.hpp"
 #include "engram/memory/tiers/detail/io.hpp"
 #include "engram/memory/tiers/direct_io_tier.hpp"
 #include "engram/memory/tiers/page_reader.hpp"
@@ -65,18 +66,7 @@ struct SafetensorsTableSource {
 /// The row codec (codec.hpp kName) of table rows stored as `dtype`: fp8_e4m3 (F8_E4M3, with an
 /// F8_E8M0 scale tensor), f32, bf16, f16; empty for any other dtype.
 constexpr std::string_view row_codec_of(DType dtype) noexcept {
-  switch (dtype) {
-    case DType::kF32:
-      return "f32";
-    case DType::kBF16:
-      return "bf16";
-    case DType::kF16:
-      return "f16";
-    case DType::kF8E4M3:
-      return "fp8_e4m3";
-    default:
-      return {};
-  }
+  return codec_name_of_dtype(dtype_name(dtype));
 }
 
 namespace detail {
