@@ -2,10 +2,10 @@
 //
 //   engram pack --config CFG.json --lookup LOOKUP.safetensors --weights W.safetensors [--prefix P]
 //               [--layer L] --codec f32|bf16|f16|fp8 -o TABLE.engram [--max-mb-per-s R]
-//     writes one layer's table as a packed `.engram` file (packed_table.hpp), converting the
-//     checkpoint's rows to the codec (same codec: bytes copied). Progress (rows, MB/s, time left)
-//     on stderr when it is a terminal; one summary line on stdout in any case. The file appears
-//     only when complete (tmp + rename): an interrupted pack leaves nothing that loads.
+//     writes one layer's table as a packed `.engram` file (memory/packed_format.hpp), converting
+//     the checkpoint's rows to the codec (same codec: bytes copied). Progress (rows, MB/s, time
+//     left) on stderr when it is a terminal; one summary line on stdout in any case. The file
+//     appears only when complete (tmp + rename): an interrupted pack leaves nothing that loads.
 //   engram pack --model DIR [--layer L] -o TABLE.engram
 //     the same from a Hugging Face checkpoint directory (DeepSeek-V4.1 layout: config.json's
 //     text_config, model.safetensors.index.json, shards): the FP8 rows and scales are read in
@@ -37,9 +37,9 @@
 #include "engram/io/safetensors.hpp"
 #include "engram/layer/checkpoint.hpp"
 #include "engram/memory/codec_registry.hpp"
-#include "engram/memory/packed_table.hpp"
-#include "engram/memory/tiered_memory.hpp"
 #include "engram/memory/tiers/open_table.hpp"
+#include "engram/memory/tiers/packed_file.hpp"
+#include "engram/memory/tiers/tiered_memory.hpp"
 
 namespace engram::cli {
 

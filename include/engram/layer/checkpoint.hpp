@@ -53,7 +53,7 @@ struct CheckpointOptions {
   std::string prefix = {};
   /// Rows of each hash column's sub-table, [cols] (the hasher's primes); empty: from the offsets.
   std::vector<int64_t> column_rows = {};
-  /// The table's rows live in a RowTier (a packed file, a remote pool; memory/tiered_memory.hpp),
+  /// The table's rows live in a RowTier (a packed file, a remote pool; memory/tiers/),
   /// not in the checkpoint: the table tensors are neither required nor read, column_rows is
   /// required, and the layer runs through forward_memory (its hash-id front ends throw).
   bool table_in_tier = false;

@@ -18,7 +18,7 @@
 //   F8_E8M0 [ceil(out / 32), ceil(in / 32)] (no NaN code 0xFF), or wkv.weight F32/BF16 alone;
 //   q_weight, k_weight [hc, d] (BF16 as released).
 // options.table_in_tier leaves the table tensors unread: the layers then run through
-// forward_memory with rows from any RowTier (memory/tiered_memory.hpp), e.g. the shards themselves.
+// forward_memory with rows from any RowTier (memory/tiers/), e.g. the shards themselves.
 // Link engram::tokenizer (tokenizer.json: utf8proc, zlib). Ownership: the model owns the
 // compression table, hashers and layers; the layers keep the mapped
 // shards alive. Thread safety: the loaded model is immutable; layers' const methods are

@@ -16,12 +16,12 @@
 //   cannot flush the rows hit many times.
 // W-TinyLFU's extra LRU window (for recency-bursty traces) is left out: hashed n-gram ids are close
 // to an independent Zipfian stream, where the window only costs hit rate. Measured on a Zipf(1.0)
-// stream mixed 1:1 with one-off rows, 1 % cache (tests/tiers/cached_tier_test.cpp): plain LRU
-// 0.40, SLRU 0.56, TinyLFU + SLRU 0.59 of hot lookups hit, against 0.63 for a clairvoyant static
-// cache of the most popular rows. The sample of 16 x capacity (TinyLFU's paper uses 10) resolves
-// the frequencies of rows near the cache boundary better (sample 10: 0.58, 40: 0.61) at the cost
-// of slower adaptation. Metadata: about 40 bytes per cached row plus 16 sketch bytes per row of
-// capacity, beyond capacity_bytes.
+// stream mixed 1:1 with one-off rows, 1 % cache (tests/memory/tiers/cached_tier_test.cpp): plain
+// LRU 0.40, SLRU 0.56, TinyLFU + SLRU 0.59 of hot lookups hit, against 0.63 for a clairvoyant
+// static cache of the most popular rows. The sample of 16 x capacity (TinyLFU's paper uses 10)
+// resolves the frequencies of rows near the cache boundary better (sample 10: 0.58, 40: 0.61) at
+// the cost of slower adaptation. Metadata: about 40 bytes per cached row plus 16 sketch bytes per
+// row of capacity, beyond capacity_bytes.
 //
 // Semantics of fetch(ids, out) (all-or-nothing, row_tier.hpp):
 //   hits   = ids whose row is resident when the batch starts (copied from the cache)

@@ -1,4 +1,4 @@
-// engram/memory/tiers/direct_io_tier.hpp: the RowTier of a packed table file (packed_table.hpp)
+// engram/memory/tiers/direct_io_tier.hpp: the RowTier of a packed table file (packed_file.hpp)
 // read with O_DIRECT at high queue depth, bypassing the page cache, so an 8-200 GB table costs no
 // RAM beyond the staging buffers.
 //
@@ -40,8 +40,8 @@
 #include <vector>
 
 #include "engram/error.hpp"
-#include "engram/memory/packed_table.hpp"
-#include "engram/memory/tiers/detail/io.hpp"
+#include "engram/memory/detail/io.hpp"
+#include "engram/memory/tiers/packed_file.hpp"
 #include "engram/memory/tiers/page_reader.hpp"
 #include "engram/memory/tiers/row_tier.hpp"
 

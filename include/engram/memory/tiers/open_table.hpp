@@ -41,12 +41,12 @@
 #include <utility>
 
 #include "engram/error.hpp"
-#include "engram/memory/packed_table.hpp"
 #include "engram/memory/tiers/any_tier.hpp"
 #include "engram/memory/tiers/cached_tier.hpp"
 #include "engram/memory/tiers/direct_io_tier.hpp"
 #include "engram/memory/tiers/in_memory_tier.hpp"
 #include "engram/memory/tiers/memcached_uri.hpp"
+#include "engram/memory/tiers/packed_file.hpp"
 #include "engram/memory/tiers/safetensors_tier.hpp"
 #if ENGRAM_HAVE_MEMCACHED
 #include "engram/memory/tiers/memcached_store.hpp"

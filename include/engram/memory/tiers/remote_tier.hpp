@@ -1,4 +1,4 @@
-// engram/memory/tiers/remote_tier.hpp: the RowTier of a packed table (packed_table.hpp) whose
+// engram/memory/tiers/remote_tier.hpp: the RowTier of a packed table (packed_file.hpp) whose
 // pages live in a remote key-value pool (a memcached pool by default, memcached_store.hpp), and
 // `push_table`, which loads a packed table into such a pool.
 //
@@ -61,8 +61,8 @@
 #include <vector>
 
 #include "engram/error.hpp"
-#include "engram/memory/packed_table.hpp"
-#include "engram/memory/tiers/detail/io.hpp"
+#include "engram/memory/detail/io.hpp"
+#include "engram/memory/tiers/packed_file.hpp"
 #include "engram/memory/tiers/row_tier.hpp"
 
 namespace engram {

@@ -41,7 +41,7 @@
 #include "engram/error.hpp"
 #include "engram/io/safetensors.hpp"
 #include "engram/memory/codec_registry.hpp"
-#include "engram/memory/tiers/detail/io.hpp"
+#include "engram/memory/detail/io.hpp"
 #include "engram/memory/tiers/direct_io_tier.hpp"
 #include "engram/memory/tiers/page_reader.hpp"
 #include "engram/memory/tiers/row_tier.hpp"

@@ -1,6 +1,6 @@
-// engram/memory/tiered_memory.hpp: an Engram layer's memory e fetched from a RowTier (a packed
-// file on SSD, a cache, a remote pool) instead of gathered from a table in RAM: the row ids of a
-// batch, the decoding of staged row records into e, and a stager that does both around a
+// engram/memory/tiers/tiered_memory.hpp: an Engram layer's memory e fetched from a RowTier (a
+// packed file on SSD, a cache, a remote pool) instead of gathered from a table in RAM: the row ids
+// of a batch, the decoding of staged row records into e, and a stager that does both around a
 // prefetcher, so that the layer's rows are fetched while earlier blocks compute.
 //
 // Shapes: hash_ids [tokens, cols] int64 per-column ids (the layer's hasher output); row ids
@@ -32,8 +32,8 @@
 #include "engram/error.hpp"
 #include "engram/memory/codec.hpp"
 #include "engram/memory/codec_registry.hpp"
-#include "engram/memory/packed_table.hpp"
-#include "engram/memory/prefetch.hpp"
+#include "engram/memory/tiers/packed_file.hpp"
+#include "engram/memory/tiers/prefetch.hpp"
 #include "engram/memory/tiers/row_tier.hpp"
 
 namespace engram {

@@ -1,5 +1,5 @@
-// engram/memory/prefetch.hpp: staging of an Engram layer's rows ahead of the layer, so that a slow
-// tier (SSD, remote store) overlaps with the transformer blocks that run before it.
+// engram/memory/tiers/prefetch.hpp: staging of an Engram layer's rows ahead of the layer, so that a
+// slow tier (SSD, remote store) overlaps with the transformer blocks that run before it.
 //
 // Row ids depend only on the tokens, so they are known before the layer runs. The caller submits a
 // batch of row ids as soon as it knows them and waits for the staged rows when the layer needs
@@ -34,7 +34,7 @@
 // - Thread safety: submit/wait/ready/stats may be called from any threads; the tier is only ever
 //   called by one thread at a time (the worker, or the caller of wait() for Synchronous). A ticket
 //   is waited for once: a second wait() on it, even concurrent with the first, throws.
-//   TSan-clean (tests/tiers/prefetch_test.cpp runs under -fsanitize=thread in CI).
+//   TSan-clean (tests/memory/tiers/prefetch_test.cpp runs under -fsanitize=thread in CI).
 #pragma once
 
 #include <algorithm>
@@ -54,7 +54,7 @@
 #include <vector>
 
 #include "engram/error.hpp"
-#include "engram/memory/tiers/detail/io.hpp"
+#include "engram/memory/detail/io.hpp"
 #include "engram/memory/tiers/row_tier.hpp"
 
 namespace engram {

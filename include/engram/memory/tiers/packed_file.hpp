@@ -1,6 +1,6 @@
-// engram/memory/packed_table.hpp: the packed on-disk table format `*.engram` (one Engram layer's
-// table, rows packed into checksummed pages for O_DIRECT reads), its streaming writer and its
-// validating reader.
+// engram/memory/tiers/packed_file.hpp: the packed on-disk table format `*.engram` (one Engram
+// layer's table, rows packed into checksummed pages for O_DIRECT reads), its streaming writer and
+// its validating reader.
 //
 // File layout (all integers little-endian; version 1):
 //   [0, 128)            fixed header
@@ -74,7 +74,7 @@
 #include "engram/error.hpp"
 #include "engram/io/config.hpp"
 #include "engram/memory/codec_registry.hpp"
-#include "engram/memory/tiers/detail/io.hpp"
+#include "engram/memory/detail/io.hpp"
 #include "engram/memory/tiers/in_memory_tier.hpp"
 
 namespace engram {
