@@ -17,8 +17,8 @@
 #include <string>
 
 #include "cli_args.hpp"
-#include "engram/memory/tiers/packed_file.hpp"
 #include "engram/memory/tiers/memcached_uri.hpp"
+#include "engram/memory/tiers/packed_file.hpp"
 #include "engram/memory/tiers/remote_tier.hpp"
 #if ENGRAM_HAVE_MEMCACHED
 #include "engram/memory/tiers/memcached_store.hpp"

@@ -37,6 +37,7 @@
 #include "engram/io/safetensors.hpp"
 #include "engram/layer/checkpoint.hpp"
 #include "engram/memory/codec_registry.hpp"
+#include "engram/memory/packed_writer.hpp"
 #include "engram/memory/tiers/open_table.hpp"
 #include "engram/memory/tiers/packed_file.hpp"
 #include "engram/memory/tiers/tiered_memory.hpp"

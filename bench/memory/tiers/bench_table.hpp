@@ -18,6 +18,7 @@
 
 #include "engram/error.hpp"
 #include "engram/io/config.hpp"
+#include "engram/memory/packed_writer.hpp"
 #include "engram/memory/tiers/packed_file.hpp"
 
 namespace engram::bench {

@@ -22,10 +22,10 @@
 #include <vector>
 
 #include "bench_table.hpp"
-#include "engram/memory/tiers/packed_file.hpp"
-#include "engram/memory/tiers/prefetch.hpp"
 #include "engram/memory/tiers/cached_tier.hpp"
 #include "engram/memory/tiers/direct_io_tier.hpp"
+#include "engram/memory/tiers/packed_file.hpp"
+#include "engram/memory/tiers/prefetch.hpp"
 #include "memory/tiers/tier_test_support.hpp"
 
 namespace engram {

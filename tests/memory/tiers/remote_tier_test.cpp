@@ -19,13 +19,13 @@
 #include <string>
 #include <vector>
 
-#include "engram/memory/tiers/packed_file.hpp"
-#include "engram/memory/tiers/prefetch.hpp"
-#include "engram/memory/tiers/tiered_memory.hpp"
 #include "engram/memory/tiers/fallback_tier.hpp"
 #include "engram/memory/tiers/memcached_uri.hpp"
 #include "engram/memory/tiers/open_table.hpp"
+#include "engram/memory/tiers/packed_file.hpp"
+#include "engram/memory/tiers/prefetch.hpp"
 #include "engram/memory/tiers/remote_tier.hpp"
+#include "engram/memory/tiers/tiered_memory.hpp"
 #include "memory/tiers/tier_test_support.hpp"
 #if ENGRAM_HAVE_MEMCACHED
 #include "engram/memory/tiers/memcached_store.hpp"

@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "engram/memory/tiers/packed_file.hpp"
 #include "engram/memory/tiers/cached_tier.hpp"
 #include "engram/memory/tiers/direct_io_tier.hpp"
+#include "engram/memory/tiers/packed_file.hpp"
 #include "memory/tiers/tier_test_support.hpp"
 
 namespace engram {

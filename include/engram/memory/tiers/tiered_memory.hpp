@@ -32,7 +32,7 @@
 #include "engram/error.hpp"
 #include "engram/memory/codec.hpp"
 #include "engram/memory/codec_registry.hpp"
-#include "engram/memory/tiers/packed_file.hpp"
+#include "engram/memory/packed_format.hpp"
 #include "engram/memory/tiers/prefetch.hpp"
 #include "engram/memory/tiers/row_tier.hpp"
 
