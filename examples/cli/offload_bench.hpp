@@ -48,15 +48,15 @@
 #include <string>
 #include <vector>
 
-#include "cli_args.hpp"
+#include "cli/args.hpp"
 #include "engram/layer/engram_layer.hpp"
 #include "engram/memory/packed_writer.hpp"
 #include "engram/memory/tiers/open_table.hpp"
 #include "engram/memory/tiers/packed_file.hpp"
 #include "engram/memory/tiers/tiered_memory.hpp"
 #include "model/backbone.hpp"
-#include "probe.hpp"
-#include "tier_commands.hpp"
+#include "cli/probe.hpp"
+#include "cli/tier_commands.hpp"
 
 namespace engram::cli {
 namespace offload {

@@ -1,86 +1,33 @@
-// tier_commands.hpp: the engram CLI's memory-tier commands (included by engram_cli.cpp):
-//
-//   engram pack --config CFG.json --lookup LOOKUP.safetensors --weights W.safetensors [--prefix P]
-//               [--layer L] --codec f32|bf16|f16|fp8 -o TABLE.engram [--max-mb-per-s R]
-//     writes one layer's table as a packed `.engram` file (memory/packed_format.hpp), converting
-//     the checkpoint's rows to the codec (same codec: bytes copied). Progress (rows, MB/s, time
-//     left) on stderr when it is a terminal; one summary line on stdout in any case. The file
-//     appears only when complete (tmp + rename): an interrupted pack leaves nothing that loads.
-//   engram pack --model DIR [--layer L] -o TABLE.engram
-//     the same from a Hugging Face checkpoint directory (DeepSeek-V4.1 layout: config.json's
-//     text_config, model.safetensors.index.json, shards): the FP8 rows and scales are read in
-//     place (hf: URI, SafetensorsTier) and written as they are; NaN scale codes are refused.
-//   forward ... --table URI [--cache-mb M]   (engram_cli.cpp's forward; URI: tiers/open_table.hpp)
-//     the layer's rows come from the table at URI instead of the checkpoint.
-//   engram bench-offload ...                  (offload_bench.hpp)
-#pragma once
-
-#include <unistd.h>
-
+// cli/tier_commands.cpp: `engram pack`, one layer's table as a packed `.engram` file
+// (memory/packed_format.hpp), from a checkpoint (any codec to any codec; same codec: bytes copied)
+// or from a V4.1 directory as released (FP8 rows and scales read in place and written as they
+// are). Progress on stderr when it is a terminal; one summary line on stdout. The file appears only
+// when complete (tmp + rename): an interrupted pack leaves nothing that loads.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <memory>
 #include <numeric>
 #include <string>
 #include <thread>
 #include <variant>
 #include <vector>
 
-#include "cli_args.hpp"
-#include "engram/hashing/ngram_hasher.hpp"
+#include "cli/args.hpp"
+#include "cli/command.hpp"
+#include "cli/layer_io.hpp"
+#include "cli/tier_commands.hpp"
 #include "engram/hashing/primes.hpp"
-#include "engram/io/config.hpp"
 #include "engram/io/hf_config.hpp"
-#include "engram/io/safetensors.hpp"
-#include "engram/layer/checkpoint.hpp"
-#include "engram/memory/codec_registry.hpp"
-#include "engram/memory/packed_writer.hpp"
-#include "engram/memory/tiers/open_table.hpp"
-#include "engram/memory/tiers/packed_file.hpp"
-#include "engram/memory/tiers/tiered_memory.hpp"
 
 namespace engram::cli {
-
-/// A row codec chosen at run time (codec_registry.hpp).
-using CodecTag = Codecs::tags;
-
-/// A pack progress printer: "\r" lines on a terminal (stderr), nothing otherwise.
-inline PackProgressFn pack_progress_printer() {
-  if (::isatty(STDERR_FILENO) == 0) return {};
-  return [](const PackProgress& p) {
-    std::fprintf(stderr, "\r  %lld / %lld rows (%.1f%%), %.0f MB/s, %.0f s left   ",
-                 static_cast<long long>(p.rows_done), static_cast<long long>(p.rows_total),
-                 100.0 * static_cast<double>(p.rows_done) /
-                     static_cast<double>(std::max<int64_t>(1, p.rows_total)),
-                 p.megabytes_per_second, p.seconds_left);
-    if (p.rows_done == p.rows_total) std::fprintf(stderr, "\n");
-    std::fflush(stderr);
-  };
-}
-
-/// Checks that a packed table is the one `hasher` hashes into (layer, primes, multipliers, shape).
-inline void check_table_matches(const PackedTableInfo& info, const std::string& uri,
-                                const EngramConfig& config, const NgramHasher& hasher) {
-  const auto primes = hasher.primes();
-  const auto multipliers = hasher.multipliers();
-  ENGRAM_CHECK(info.layer_id == hasher.layer_id(), "table '", uri, "' holds layer ", info.layer_id,
-               ", expected layer ", hasher.layer_id());
-  ENGRAM_CHECK(std::equal(primes.begin(), primes.end(), info.primes.begin(), info.primes.end()),
-               "table '", uri, "' has other column sizes (primes) than the config's hasher ",
-               "(packed with another config or lookup table?)");
-  ENGRAM_CHECK(std::equal(multipliers.begin(), multipliers.end(), info.multipliers.begin(),
-                          info.multipliers.end()),
-               "table '", uri, "' has other hash multipliers than the config's hasher (seed?)");
-  ENGRAM_CHECK(info.row_dim == config.row_dim(), "table '", uri, "' has rows of ", info.row_dim,
-               " values, the config implies ", config.row_dim());
-}
+namespace {
 
 /// engram pack --model DIR --layer L -o TABLE.engram: layer L's table of a Hugging Face
 /// checkpoint directory (read in place from its shards, hf: URI) into the packed format.
-inline int pack_model(const Args& args) {
+int pack_model(const Args& args) {
   const std::string dir = args.str("model");
   const std::string config_path = dir + "/config.json";
   const HfEngramConfig hf = HfEngramConfig::load(config_path);
@@ -110,12 +57,12 @@ inline int pack_model(const Args& args) {
   return 0;
 }
 
-inline int pack(int argc, char** argv) {
+int pack(int argc, char** argv) {
   const Args args(argc, argv, 2,
                   {"config", "lookup", "weights", "prefix", "layer", "codec", "output",
                    "max-mb-per-s", "model"},
                   {});
-  if (!args.positional().empty()) throw UsageError("unexpected argument " + args.positional()[0]);
+  args.expect_no_positional();
   if (args.has("model")) {
     for (const char* other : {"config", "lookup", "weights", "prefix", "codec", "max-mb-per-s"})
       if (args.has(other))
@@ -132,11 +79,10 @@ inline int pack(int argc, char** argv) {
     max_mb_per_s = std::atof(args.str("max-mb-per-s").c_str());
     if (!(max_mb_per_s > 0)) throw UsageError("--max-mb-per-s must be a positive number");
   }
-  const auto config = EngramConfig::load(args.str("config"));
-  const auto table = CompressionTable::load(args.str("lookup"));
-  const int64_t layer_id = args.integer("layer", config.layer_ids.front());
-  config.require_layer(layer_id, args.str("config"));
-  const NgramHasher hasher(config, table.lookup(), layer_id);
+  const ConfigLayer c = ConfigLayer::open(args);
+  const EngramConfig& config = c.config;
+  const int64_t layer_id = c.layer_id;
+  const NgramHasher& hasher = *c.hasher;
   const std::vector<int64_t> primes(hasher.primes().begin(), hasher.primes().end());
   const std::vector<int64_t> multipliers(hasher.multipliers().begin(), hasher.multipliers().end());
   const PackedTableInfo info =
@@ -214,68 +160,23 @@ inline int pack(int argc, char** argv) {
   return 0;
 }
 
-/// Runs `layer` (loaded with table_in_tier) over [B, T] tokens with its rows fetched from `table`,
-/// whole (chunk <= 0) or `chunk` tokens at a time with decode states; returns out [B, T, hc, d].
-/// The next chunk's rows are prefetched while the current chunk runs.
-/// `live` (empty, or [B, T] with 0 at dead tokens) is for the fused layer, whose gate it shuts.
-template <class Layer>
-std::vector<float> run_layer_from_table(const Layer& layer, OpenedTable& table, int64_t batch,
-                                        int64_t seqlen, std::span<const int64_t> ids,
-                                        std::span<const float> hidden, int64_t chunk,
-                                        std::span<const uint8_t> live = {}) {
-  const int64_t width = layer.hc_mult() * layer.hidden_size(), cols = layer.num_columns();
-  if (chunk <= 0 || chunk >= seqlen) chunk = seqlen;
-  TieredMemoryT<AnyTier> memory(table.tier, table.info, {.max_tokens = batch * chunk});
-  std::vector<float> out(hidden.size());
-  std::vector<typename Layer::State> states;
-  for (int64_t b = 0; b < batch; ++b) states.push_back(layer.make_state());
-  std::vector<typename Layer::State*> state_ptrs;
-  for (auto& s : states) state_ptrs.push_back(&s);
-  typename Layer::Workspace ws;
-  std::vector<int64_t> ids_chunk, hash_ids;
-  std::vector<uint8_t> live_chunk, live_next;
-  std::vector<float> hidden_chunk, out_chunk, e;
-  auto chunk_len = [&](int64_t t0) { return std::min(chunk, seqlen - t0); };
-  // Hash chunk t0 (advancing the states' hash history) and queue its fetch.
-  auto submit = [&](int64_t t0) {
-    const int64_t k = chunk_len(t0);
-    ids_chunk.resize(static_cast<size_t>(batch * k));
-    live_next.resize(live.empty() ? 0 : static_cast<size_t>(batch * k));
-    for (int64_t b = 0; b < batch; ++b) {
-      std::copy_n(ids.begin() + b * seqlen + t0, k, ids_chunk.begin() + b * k);
-      if (!live.empty()) std::copy_n(live.begin() + b * seqlen + t0, k, live_next.begin() + b * k);
-    }
-    hash_ids.resize(static_cast<size_t>(batch * k * cols));
-    layer.hash_tokens(ids_chunk, batch, k, hash_ids, state_ptrs, live_next);
-    return memory.submit(hash_ids);
-  };
-  if (seqlen == 0 || batch == 0) return out;
-  auto ticket = submit(0);
-  for (int64_t t0 = 0; t0 < seqlen; t0 += chunk) {
-    const int64_t k = chunk_len(t0);
-    e.resize(static_cast<size_t>(batch * k * memory.memory_dim()));
-    memory.wait(ticket, e);
-    live_chunk = live_next;
-    if (t0 + chunk < seqlen) ticket = submit(t0 + chunk);  // overlaps this chunk's layer
-    hidden_chunk.resize(static_cast<size_t>(batch * k * width));
-    out_chunk.resize(hidden_chunk.size());
-    for (int64_t b = 0; b < batch; ++b)
-      std::copy_n(hidden.begin() + (b * seqlen + t0) * width, k * width,
-                  hidden_chunk.begin() + b * k * width);
-    if constexpr (requires {
-                    layer.forward_memory(e, hidden_chunk, batch, k, out_chunk, state_ptrs, ws,
-                                         live_chunk);
-                  }) {
-      layer.forward_memory(e, hidden_chunk, batch, k, out_chunk, state_ptrs, ws, live_chunk);
-    } else {
-      ENGRAM_CHECK(live.empty(), "run_layer_from_table: this layer takes no live mask");
-      layer.forward_memory(e, hidden_chunk, batch, k, out_chunk, state_ptrs, ws);
-    }
-    for (int64_t b = 0; b < batch; ++b)
-      std::copy_n(out_chunk.begin() + b * k * width, k * width,
-                  out.begin() + (b * seqlen + t0) * width);
-  }
-  return out;
+}  // namespace
+
+Command pack_command() {
+  return {
+      "pack",
+      "write one layer's table as a checksummed packed .engram file",
+      "pack --config CFG.json --lookup LOOKUP.safetensors --weights W.safetensors [--prefix P] "
+      "[--layer L] --codec f32|bf16|f16|fp8 -o TABLE.engram [--max-mb-per-s R]\n"
+      "pack --model DIR [--layer L] -o TABLE.engram",
+      "  --config, --lookup, --weights, --prefix, --layer   the layer, as for forward\n"
+      "  --codec f32|bf16|f16|fp8   the rows' codec in the file (converted from the checkpoint's)\n"
+      "  -o, --output TABLE.engram  written to a temporary and renamed when complete\n"
+      "  --max-mb-per-s R           write at most R MB/s (page by page)\n"
+      "  --model DIR                a V4.1 directory as released (FP8 rows as they are)\n",
+      "pack --config cfg.json --lookup lookup.safetensors --weights w.safetensors --codec bf16 "
+      "-o layer15.engram",
+      pack};
 }
 
 }  // namespace engram::cli
