@@ -11,7 +11,6 @@
 #include <cstring>
 #include <span>
 #include <string>
-#include <type_traits>
 #include <vector>
 
 #include "engram/layer/engram_layer.hpp"
@@ -324,11 +323,7 @@ void check_ragged_equals_alone(const char* name) {
                         std::span(packed.live).subspan(at, lengths[s]));
     }
     std::vector<float> from_ids(expected.size(), -1.0f);
-    if constexpr (std::is_same_v<Layer, FusedEngramLayer>)
-      layer.forward_ragged(hash_ids, packed.hidden, lengths, from_ids, by_ids_ptrs, ws,
-                           packed.live);
-    else
-      layer.forward_ragged(hash_ids, packed.hidden, lengths, from_ids, by_ids_ptrs, ws);
+    layer.forward_ragged(hash_ids, packed.hidden, lengths, from_ids, by_ids_ptrs, ws, packed.live);
     expect_same_outputs(from_ids, expected);
     for (int64_t s = 0; s < S; ++s) {
       expect_same_state(ragged[s], alone[s]);

@@ -91,9 +91,14 @@ TEST(TokenFrontEnd, DeadTokensHashAsPad) {
     ids[t] = -100;  // never read
     padded[t] = g.config.pad_id;
   }
+  std::vector<int64_t> hashed(g.hash_ids.size()), hashed_padded(g.hash_ids.size());
+  layer.hash_tokens(ids, g.batch, g.seq_len, hashed, {}, live);
+  layer.hash_tokens(padded, g.batch, g.seq_len, hashed_padded);
+  EXPECT_EQ(hashed, hashed_padded);
+  // the layer then shuts the dead tokens' gates, as forward(hash_ids, ..., live) does
   std::vector<float> a(g.expected.size()), b(g.expected.size());
   layer.forward_tokens(ids, g.hidden, g.batch, g.seq_len, a, ws, live);
-  layer.forward_tokens(padded, g.hidden, g.batch, g.seq_len, b, ws);
+  layer.forward(hashed_padded, g.hidden, g.batch, g.seq_len, b, ws, live);
   EXPECT_EQ(a, b);
 
   // the fused layer also shuts the gate of dead tokens

@@ -73,7 +73,7 @@ struct CheckpointOptions {
 /// fused FP8 rows with E8M0 scales per quant_block values.
 using LayerTable = AnyEmbeddingTable;
 
-/// Weights of the demo module (EngramLayerT).
+/// Weights of the demo module (DemoBlock::Weights; EngramLayerT<Scalar, DemoBlock>).
 template <class Scalar = float>
 struct EngramWeightsT {
   EngramConfig config;
@@ -90,7 +90,7 @@ struct EngramWeightsT {
   bool bf16_compute = false;             ///< CheckpointOptions::bf16_compute
 };
 
-/// Weights of the fused V4.1-style module (FusedEngramLayerT).
+/// Weights of DeepSeek-V4.1's module (V41Block::Weights; V41EngramLayerT).
 template <class Scalar = float>
 struct FusedEngramWeightsT {
   EngramConfig config;

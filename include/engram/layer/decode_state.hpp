@@ -40,10 +40,8 @@
 
 namespace engram {
 
-template <class Scalar, NgramHashPolicy HashPolicy>
+template <class Scalar, class Block, NgramHashPolicy HashPolicy>
 class EngramLayerT;
-template <class Scalar, NgramHashPolicy HashPolicy>
-class FusedEngramLayerT;
 namespace detail {
 struct DecodeStateAccess;
 }
@@ -120,10 +118,8 @@ class EngramDecodeStateT {
   }
 
  private:
-  template <class, NgramHashPolicy>
+  template <class, class, NgramHashPolicy>
   friend class EngramLayerT;
-  template <class, NgramHashPolicy>
-  friend class FusedEngramLayerT;
   friend struct detail::DecodeStateAccess;
 
   // Tokens that can be undone at `at`, given the highest count `high` reached since the last
@@ -206,6 +202,24 @@ struct DecodeStateAccess {
   static void advance(EngramDecodeStateT<Scalar>& state, int64_t len) noexcept {
     state.position_ += len;
   }
+  /// The conv history row of token `index` of the sequence (negative: before its start, zeros).
+  template <class Scalar>
+  static const Scalar* conv_row(const EngramDecodeStateT<Scalar>& state, int64_t index) noexcept {
+    return state.conv_row(index);
+  }
+  /// Stores a chunk's newest normed rows [len, channels] and advances the position by len.
+  template <class Scalar>
+  static void push_conv_rows(EngramDecodeStateT<Scalar>& state, const Scalar* rows,
+                             int64_t len) noexcept {
+    state.push_conv_rows(rows, len);
+  }
+  /// True when the state's conv history is [history_rows, channels] (made by such a layer).
+  template <class Scalar>
+  static bool has_shape(const EngramDecodeStateT<Scalar>& state, int64_t history_rows,
+                        int64_t channels) noexcept {
+    return state.history_rows_ == history_rows && state.channels_ == channels &&
+           static_cast<int64_t>(state.conv_history_.size()) == state.ring_rows_ * channels;
+  }
 };
 }  // namespace detail
 
@@ -219,10 +233,8 @@ class EngramWorkspaceT {
   EngramWorkspaceT& operator=(EngramWorkspaceT&&) noexcept = default;
 
  private:
-  template <class, NgramHashPolicy>
+  template <class, class, NgramHashPolicy>
   friend class EngramLayerT;
-  template <class, NgramHashPolicy>
-  friend class FusedEngramLayerT;
 
   /// One gather workspace per kernel thread.
   std::span<GatherWorkspace> gather_workspaces(int threads) {

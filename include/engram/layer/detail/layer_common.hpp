@@ -1,5 +1,5 @@
-// engram/layer/detail/layer_common.hpp: internals shared by EngramLayerT and FusedEngramLayerT:
-// batch segments, argument checks, and the multi-threaded gather of the memory vectors e.
+// engram/layer/detail/layer_common.hpp: internals of EngramLayerT (every block): batch segments,
+// argument checks, the token-id front end, and the multi-threaded gather of the memory vectors e.
 #pragma once
 
 #include <algorithm>
@@ -12,48 +12,15 @@
 #include <type_traits>
 #include <utility>
 #include <variant>
+#include <vector>
 
 #include "engram/error.hpp"
 #include "engram/layer/checkpoint.hpp"
 #include "engram/layer/decode_state.hpp"
 #include "engram/memory/embedding_table.hpp"
-#include "engram/nn/any_linear.hpp"
 #include "engram/nn/detail/eigen_support.hpp"
-#include "engram/nn/linear.hpp"
 
 namespace engram::detail {
-
-/// The layer's stacked keys + value projection [(hc + 1) * d, in] over its weights' kv_weight, or
-/// kv_weight_bf16 when loaded with CheckpointOptions::bf16_projection (native bf16 compute with
-/// bf16_compute).
-template <class Scalar, class Weights>
-AnyLinearT<Scalar> stacked_projection(const Weights& w, int64_t in, std::span<const Scalar> bias) {
-  const int64_t out = (w.config.hc_mult + 1) * w.config.hidden_size;
-  if constexpr (std::is_same_v<Scalar, float>) {
-    if (!w.kv_weight_bf16.empty())
-      return AnyLinearT<Scalar>(
-          LinearT<float, BFloat16>(w.kv_weight_bf16, out, in, bias,
-                                   w.bf16_compute ? Bf16Compute::kNative : Bf16Compute::kExact));
-  }
-  return AnyLinearT<Scalar>(LinearT<Scalar>(w.kv_weight, out, in, bias));
-}
-
-/// reference::linear of x [in] against rows [first, first + count) of the stacked projection
-/// (kv_weight or kv_weight_bf16; with bf16_compute where the projection runs natively, x rounded
-/// to bf16 as the kernel does) into y [count]; bias may be null.
-template <class Scalar, class Weights>
-void reference_projection(const Weights& w, const Scalar* x, int64_t in, int64_t first,
-                          int64_t count, const Scalar* bias, Scalar* y) {
-  if constexpr (std::is_same_v<Scalar, float>) {
-    if (w.bf16_compute && !w.kv_weight_bf16.empty() && active_isa() >= Isa::kAvx512Bf16)
-      return reference::linear_bf16_native(x, w.kv_weight_bf16.data() + first * in, bias, y, 1, in,
-                                           count);
-  }
-  if (!w.kv_weight_bf16.empty())
-    reference::linear(x, w.kv_weight_bf16.data() + first * in, bias, y, 1, in, count);
-  else
-    reference::linear(x, w.kv_weight.data() + first * in, bias, y, 1, in, count);
-}
 
 /// The sequences of one call: `count` sequences of `uniform` tokens, or of lengths[s] tokens.
 struct Segments {
