@@ -50,9 +50,10 @@
 
 #include "cli/args.hpp"
 #include "engram/layer/engram_layer.hpp"
-#include "engram/memory/packed_table.hpp"
-#include "engram/memory/tiered_memory.hpp"
+#include "engram/memory/packed_writer.hpp"
 #include "engram/memory/tiers/open_table.hpp"
+#include "engram/memory/tiers/packed_file.hpp"
+#include "engram/memory/tiers/tiered_memory.hpp"
 #include "model/backbone.hpp"
 #include "cli/probe.hpp"
 #include "cli/tier_commands.hpp"

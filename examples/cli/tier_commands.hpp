@@ -28,37 +28,17 @@
 #include "engram/io/hf_config.hpp"
 #include "engram/io/safetensors.hpp"
 #include "engram/layer/checkpoint.hpp"
-#include "engram/memory/codec.hpp"
-#include "engram/memory/packed_table.hpp"
-#include "engram/memory/tiered_memory.hpp"
+#include "engram/memory/codec_registry.hpp"
+#include "engram/memory/packed_writer.hpp"
 #include "engram/memory/tiers/open_table.hpp"
+#include "engram/memory/tiers/packed_file.hpp"
+#include "engram/memory/tiers/tiered_memory.hpp"
 
 namespace engram::cli {
 
-/// A row codec chosen at run time. codec_tag is the one place the CLI maps codec names to codec
-/// types (memory/codec.hpp's registry takes its place once it has one); call it through
-/// std::visit.
-using CodecTag = std::variant<codec::F32, codec::BF16, codec::F16, codec::Fp8E4M3T<16>,
-                              codec::Fp8E4M3T<32>, codec::Fp8E4M3T<64>, codec::Fp8E4M3T<128>>;
-
-inline CodecTag codec_tag(const std::string& name, int64_t quant_block) {
-  if (name == "f32") return codec::F32{};
-  if (name == "bf16") return codec::BF16{};
-  if (name == "f16") return codec::F16{};
-  ENGRAM_CHECK(name == "fp8_e4m3", "unknown codec '", name, "'");
-  switch (quant_block) {
-    case 16:
-      return codec::Fp8E4M3T<16>{};
-    case 32:
-      return codec::Fp8E4M3T<32>{};
-    case 64:
-      return codec::Fp8E4M3T<64>{};
-    case 128:
-      return codec::Fp8E4M3T<128>{};
-    default:
-      detail::fail("quant_block ", quant_block, " is not supported (16, 32, 64 or 128)");
-  }
-}
+/// A row codec chosen at run time: memory/codec_registry.hpp's tags (engram::codec_tag maps a
+/// codec name and quant block to one); call it through std::visit.
+using CodecTag = Codecs::tags;
 
 /// A pack progress printer: "\r" lines on a terminal (stderr), nothing otherwise.
 inline PackProgressFn pack_progress_printer() {

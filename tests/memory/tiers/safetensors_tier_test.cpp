@@ -17,15 +17,15 @@
 #include "engram/hashing/primes.hpp"
 #include "engram/io/safetensors.hpp"
 #include "engram/memory/codec.hpp"
-#include "engram/memory/packed_table.hpp"
-#include "engram/memory/tiered_memory.hpp"
 #include "engram/memory/tiers/cached_tier.hpp"
 #include "engram/memory/tiers/in_memory_tier.hpp"
 #include "engram/memory/tiers/open_table.hpp"
+#include "engram/memory/tiers/packed_file.hpp"
 #include "engram/memory/tiers/safetensors_tier.hpp"
+#include "engram/memory/tiers/tiered_memory.hpp"
+#include "memory/tiers/tier_test_support.hpp"
 #include "support/error_of.hpp"
 #include "support/test_data.hpp"
-#include "tiers/tier_test_support.hpp"
 
 namespace engram {
 namespace {

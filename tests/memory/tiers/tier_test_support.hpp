@@ -28,15 +28,16 @@
 #include "engram/error.hpp"
 #include "engram/io/config.hpp"
 #include "engram/io/safetensors.hpp"
-#include "engram/memory/packed_table.hpp"
+#include "engram/memory/packed_writer.hpp"
+#include "engram/memory/tiers/packed_file.hpp"
 #include "engram/memory/tiers/page_reader.hpp"
 #include "engram/memory/tiers/row_tier.hpp"
 
 namespace engram::test {
 
-/// Where scratch directories go: ENGRAM_TEST_SCRATCH_DIR (tests/tiers/tests.cmake sets it to a
-/// folder of the build tree, so that the tier tests read a real filesystem, as a user's tables do,
-/// and not a tmpfs TMPDIR), else $TMPDIR, else /tmp.
+/// Where scratch directories go: ENGRAM_TEST_SCRATCH_DIR (tests/memory/tiers/tests.cmake sets it to
+/// a folder of the build tree, so that the tier tests read a real filesystem, as a user's tables
+/// do, and not a tmpfs TMPDIR), else $TMPDIR, else /tmp.
 inline std::filesystem::path scratch_root() {
 #ifdef ENGRAM_TEST_SCRATCH_DIR
   return ENGRAM_TEST_SCRATCH_DIR;

@@ -1,40 +1,22 @@
-// engram/memory/prefetch.hpp: staging of an Engram layer's rows ahead of the layer, so that a slow
-// tier (SSD, remote store) overlaps with the transformer blocks that run before it.
+// engram/memory/tiers/prefetch.hpp: staging of an Engram layer's rows ahead of the layer, so that
+// a slow tier (SSD, remote store) overlaps with the transformer blocks that run before it. Row ids
+// depend only on the tokens, so they are known early. Design notes: docs/design/memory.md.
 //
-// Row ids depend only on the tokens, so they are known before the layer runs. The caller submits a
-// batch of row ids as soon as it knows them and waits for the staged rows when the layer needs
-// them:
 //   PrefetcherT<Tier> prefetcher(tier, {.max_batch_rows = tokens * cols});
 //   auto ticket = prefetcher.submit(row_ids);   // [tokens * cols] global row ids, returns at once
 //   ... earlier transformer blocks run ...
 //   auto batch = prefetcher.wait(ticket);       // blocks only if the fetch has not finished
 //   decode(batch.rows());                       // [tokens * cols, row_bytes] staged records
-//   // batch releases its staging slot when destroyed
-// Batches are just lists of row ids, so incremental decoding (one token's cols rows per step) and
-// chunked prefill (one chunk per batch) need nothing special.
 //
-// Policies (template parameter, PrefetchPolicy concept):
-//   prefetch::Synchronous   the fetch runs inside wait() on the caller's thread (no thread; the
-//                           baseline, and the right choice for a tier in RAM)
-//   prefetch::Asynchronous  one background worker fetches submitted batches in FIFO order
-// Both give identical rows and reports for the same batches.
+// Policies (PrefetchPolicy): prefetch::Synchronous (fetch inside wait(), no thread) and
+// prefetch::Asynchronous (one background worker, FIFO); both give identical rows and reports.
+// Staging: `slots` buffers of max_batch_rows x row_bytes; a slot is busy from submit until its
+// Batch is destroyed; submit() throws when none is free (it never blocks).
 //
-// Staging: `slots` buffers of max_batch_rows x row_bytes (2 = double buffering: batch i + 1 is
-// fetched while batch i is used). A slot is busy from submit until its Batch is destroyed;
-// submit() throws when no slot is free (it never blocks, which would deadlock a single-threaded
-// caller).
-//
-// Guarantees:
-// - Errors: an exception thrown by the tier's fetch for a batch is rethrown by wait() for that
-//   batch only (the slot is freed); other batches are unaffected.
-// - No allocation in steady state: ids and rows go to preallocated slots (the tier must not
-//   allocate either; engram's tiers do not once warmed up). The error path allocates.
-// - Destruction with batches in flight is clean: batches not started are dropped, the running one
-//   completes, the worker is joined. Batch objects must be destroyed before their prefetcher.
-// - Thread safety: submit/wait/ready/stats may be called from any threads; the tier is only ever
-//   called by one thread at a time (the worker, or the caller of wait() for Synchronous). A ticket
-//   is waited for once: a second wait() on it, even concurrent with the first, throws.
-//   TSan-clean (tests/tiers/prefetch_test.cpp runs under -fsanitize=thread in CI).
+// Guarantees: a tier error for a batch is rethrown by wait() for that batch only; no allocation in
+// steady state; destruction with batches in flight is clean (Batch objects must die first).
+// Thread safety: submit/wait/ready/stats from any thread; the tier is called by one thread at a
+// time; a ticket is waited for once (a second wait() throws). TSan-clean.
 #pragma once
 
 #include <algorithm>
@@ -54,7 +36,7 @@
 #include <vector>
 
 #include "engram/error.hpp"
-#include "engram/memory/tiers/detail/io.hpp"
+#include "engram/memory/detail/io.hpp"
 #include "engram/memory/tiers/row_tier.hpp"
 
 namespace engram {

@@ -22,11 +22,11 @@
 #include <thread>
 #include <vector>
 
-#include "engram/memory/prefetch.hpp"
 #include "engram/memory/tiers/cached_tier.hpp"
 #include "engram/memory/tiers/direct_io_tier.hpp"
 #include "engram/memory/tiers/in_memory_tier.hpp"
-#include "tiers/tier_test_support.hpp"
+#include "engram/memory/tiers/prefetch.hpp"
+#include "memory/tiers/tier_test_support.hpp"
 
 namespace engram {
 namespace {

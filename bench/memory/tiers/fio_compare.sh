@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # DirectIOTier (io_uring + O_DIRECT) against fio's random 4 KiB read IOPS on the same file, by queue
-# depth. Usage: bench/tiers/fio_compare.sh BUILD_DIR [QD...]   (default QDs: 1 4 16 32 64 128 256)
+# depth. Usage: bench/memory/tiers/fio_compare.sh BUILD_DIR [QD...]   (default QDs: 1 4 16 32 64 128 256)
 # Needs fio (apt-get install fio). The bench file is created on first use (ENGRAM_BENCH_DIR,
 # ENGRAM_BENCH_GB as for tiers_tier_bench). Run it on an otherwise idle machine.
 set -euo pipefail

@@ -1,4 +1,4 @@
-// engram/memory/tiers/detail/io.hpp: small POSIX helpers shared by the packed-table reader/writer,
+// engram/memory/detail/io.hpp: small POSIX helpers shared by the packed-table reader/writer,
 // the page readers and the tiers: page-aligned buffers, full reads that retry EINTR and short
 // transfers, little-endian fields (the descriptor, errno text and full writes are in the core's
 // engram/detail/posix_file.hpp).

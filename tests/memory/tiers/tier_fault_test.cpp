@@ -9,10 +9,10 @@
 #include <string>
 #include <vector>
 
-#include "engram/memory/packed_table.hpp"
 #include "engram/memory/tiers/cached_tier.hpp"
 #include "engram/memory/tiers/direct_io_tier.hpp"
-#include "tiers/tier_test_support.hpp"
+#include "engram/memory/tiers/packed_file.hpp"
+#include "memory/tiers/tier_test_support.hpp"
 
 namespace engram {
 namespace {

@@ -18,7 +18,8 @@
 
 #include "engram/error.hpp"
 #include "engram/io/config.hpp"
-#include "engram/memory/packed_table.hpp"
+#include "engram/memory/packed_writer.hpp"
+#include "engram/memory/tiers/packed_file.hpp"
 
 namespace engram::bench {
 

@@ -11,7 +11,7 @@
 
 #include "engram/memory/tiers/cached_tier.hpp"
 #include "engram/memory/tiers/in_memory_tier.hpp"
-#include "tiers/tier_test_support.hpp"
+#include "memory/tiers/tier_test_support.hpp"
 
 namespace engram {
 namespace {

@@ -19,17 +19,17 @@
 #include <string>
 #include <vector>
 
-#include "engram/memory/packed_table.hpp"
-#include "engram/memory/prefetch.hpp"
-#include "engram/memory/tiered_memory.hpp"
 #include "engram/memory/tiers/fallback_tier.hpp"
 #include "engram/memory/tiers/memcached_uri.hpp"
 #include "engram/memory/tiers/open_table.hpp"
+#include "engram/memory/tiers/packed_file.hpp"
+#include "engram/memory/tiers/prefetch.hpp"
 #include "engram/memory/tiers/remote_tier.hpp"
-#include "tiers/tier_test_support.hpp"
+#include "engram/memory/tiers/tiered_memory.hpp"
+#include "memory/tiers/tier_test_support.hpp"
 #if ENGRAM_HAVE_MEMCACHED
 #include "engram/memory/tiers/memcached_store.hpp"
-#include "tiers/memcached_pool.hpp"
+#include "memory/tiers/memcached_pool.hpp"
 #endif
 
 namespace engram {

@@ -1,6 +1,6 @@
-// engram/memory/tiered_memory.hpp: an Engram layer's memory e fetched from a RowTier (a packed
-// file on SSD, a cache, a remote pool) instead of gathered from a table in RAM: the row ids of a
-// batch, the decoding of staged row records into e, and a stager that does both around a
+// engram/memory/tiers/tiered_memory.hpp: an Engram layer's memory e fetched from a RowTier (a
+// packed file on SSD, a cache, a remote pool) instead of gathered from a table in RAM: the row ids
+// of a batch, the decoding of staged row records into e, and a stager that does both around a
 // prefetcher, so that the layer's rows are fetched while earlier blocks compute.
 //
 // Shapes: hash_ids [tokens, cols] int64 per-column ids (the layer's hasher output); row ids
@@ -31,8 +31,9 @@
 
 #include "engram/error.hpp"
 #include "engram/memory/codec.hpp"
-#include "engram/memory/packed_table.hpp"
-#include "engram/memory/prefetch.hpp"
+#include "engram/memory/codec_registry.hpp"
+#include "engram/memory/packed_format.hpp"
+#include "engram/memory/tiers/prefetch.hpp"
 #include "engram/memory/tiers/row_tier.hpp"
 
 namespace engram {
@@ -62,40 +63,16 @@ void decode_records_reference_with(const std::byte* records, int64_t rows, int64
 }  // namespace detail
 
 /// Decodes staged row records of one table (codec chosen at run time from the packed table's
-/// metadata: f32, bf16, f16, fp8_e4m3 with quant_block 16/32/64/128) into float rows. One
+/// metadata: any codec of codec_registry.hpp) into float rows. One
 /// indirect call per batch, none per row.
 class RecordDecoder {
  public:
   explicit RecordDecoder(const PackedTableInfo& info)
       : row_dim_(info.row_dim), row_bytes_(info.row_bytes()) {
     const std::string& c = info.codec;
-    if (c == "f32") {
-      set<codec::F32>();
-    } else if (c == "bf16") {
-      set<codec::BF16>();
-    } else if (c == "f16") {
-      set<codec::F16>();
-    } else if (c == "fp8_e4m3") {
-      switch (info.config.quant_block) {
-        case 16:
-          set<codec::Fp8E4M3T<16>>();
-          break;
-        case 32:
-          set<codec::Fp8E4M3T<32>>();
-          break;
-        case 64:
-          set<codec::Fp8E4M3T<64>>();
-          break;
-        case 128:
-          set<codec::Fp8E4M3T<128>>();
-          break;
-        default:
-          detail::fail("RecordDecoder: fp8_e4m3 with quant_block ", info.config.quant_block,
-                       " is not supported (16, 32, 64 or 128)");
-      }
-    } else {
-      detail::fail("RecordDecoder: unknown codec '", c, "' (f32, bf16, f16, fp8_e4m3)");
-    }
+    visit_codec(
+        c, info.config.quant_block, [this](auto codec) { set<decltype(codec)>(); },
+        "RecordDecoder");
     ENGRAM_CHECK(row_bytes_ > 0, "RecordDecoder: codec ", c, " gives ", row_bytes_,
                  "-byte records");
   }

@@ -12,10 +12,11 @@
 #include <vector>
 
 #include "engram/memory/codec.hpp"
-#include "engram/memory/packed_table.hpp"
+#include "engram/memory/packed_writer.hpp"
 #include "engram/memory/tiers/direct_io_tier.hpp"
+#include "engram/memory/tiers/packed_file.hpp"
+#include "memory/tiers/tier_test_support.hpp"
 #include "support/test_data.hpp"
-#include "tiers/tier_test_support.hpp"
 
 namespace engram {
 namespace {

@@ -22,12 +22,12 @@
 #include <vector>
 
 #include "bench_table.hpp"
-#include "engram/memory/packed_table.hpp"
 #include "engram/memory/tiers/direct_io_tier.hpp"
 #include "engram/memory/tiers/memcached_store.hpp"
+#include "engram/memory/tiers/packed_file.hpp"
 #include "engram/memory/tiers/remote_tier.hpp"
-#include "tiers/memcached_pool.hpp"
-#include "tiers/tier_test_support.hpp"
+#include "memory/tiers/memcached_pool.hpp"
+#include "memory/tiers/tier_test_support.hpp"
 
 namespace engram {
 namespace {

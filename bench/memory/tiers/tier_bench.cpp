@@ -5,7 +5,7 @@
 //   BM_PrefetchOverlap      async prefetch of batch i + 1 while batch i is "computed"
 // Batches are max(1024, 16 x qd) rows (a 64-token prefill chunk of 16 columns is 1024).
 // Counters: items = rows/s, bytes = bytes read from the medium/s, pages_per_s = 4 KiB reads/s
-// (compare with fio's random-read IOPS at the same queue depth: bench/tiers/fio_compare.sh).
+// (compare with fio's random-read IOPS at the same queue depth: bench/memory/tiers/fio_compare.sh).
 // O_DIRECT keeps the page cache out; describe() of the tier is printed as the benchmark label.
 //
 // Environment: ENGRAM_BENCH_DIR (default /var/tmp/engram-bench), ENGRAM_BENCH_GB (default 4).
@@ -22,11 +22,11 @@
 #include <vector>
 
 #include "bench_table.hpp"
-#include "engram/memory/packed_table.hpp"
-#include "engram/memory/prefetch.hpp"
 #include "engram/memory/tiers/cached_tier.hpp"
 #include "engram/memory/tiers/direct_io_tier.hpp"
-#include "tiers/tier_test_support.hpp"
+#include "engram/memory/tiers/packed_file.hpp"
+#include "engram/memory/tiers/prefetch.hpp"
+#include "memory/tiers/tier_test_support.hpp"
 
 namespace engram {
 namespace {
