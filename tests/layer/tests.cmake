@@ -29,3 +29,8 @@ engram_add_layer_test(layer_bf16_compute_test layer/bf16_compute_test.cpp)
 engram_add_layer_test(layer_engram_model_test layer/engram_model_test.cpp)
 # EngramModel builds the vocabulary compression from tokenizer.json (utf8proc, zlib).
 target_link_libraries(layer_engram_model_test PRIVATE engram::tokenizer)
+# TieredLayerT, prefetch strategies and EngramStackT (tiers need engram::xxhash for packed tables).
+if(TARGET engram::xxhash)
+  engram_add_layer_test(layer_tiered_layer_test layer/tiered_layer_test.cpp)
+  target_link_libraries(layer_tiered_layer_test PRIVATE engram::xxhash)
+endif()
