@@ -59,11 +59,17 @@ class EngramStackT {
     std::vector<typename Layer::State> layers;
   };
 
-  /// An empty stack for config.layer_ids; set every layer before begin().
-  EngramStackT(const EngramConfig& config, int64_t max_tokens) : max_tokens_(max_tokens) {
-    ENGRAM_CHECK(!config.layer_ids.empty(), kWho, ": the config has no layer_ids");
+  /// An empty stack for config.layer_ids (or the subset `layer_ids` of them, for a model with
+  /// fewer blocks); set every layer before begin().
+  EngramStackT(const EngramConfig& config, int64_t max_tokens,
+               std::span<const int64_t> layer_ids = {})
+      : max_tokens_(max_tokens) {
+    if (layer_ids.empty()) layer_ids = config.layer_ids;
+    ENGRAM_CHECK(!layer_ids.empty(), kWho, ": the config has no layer_ids");
     ENGRAM_CHECK(max_tokens >= 1, kWho, ": max_tokens must be positive, found ", max_tokens);
-    for (const int64_t id : config.layer_ids) {
+    for (const int64_t id : layer_ids) {
+      ENGRAM_CHECK(std::ranges::count(config.layer_ids, id) == 1 && !contains(id), kWho, ": layer ",
+                   id, " is not one of the config's layer_ids, or is given twice");
       entries_.emplace_back();
       entries_.back().layer_id = id;
     }
