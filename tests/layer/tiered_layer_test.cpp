@@ -278,6 +278,7 @@ TYPED_TEST(TieredLayerTest, TierErrorReachesItsBatchOnly) {
     std::fill(out.begin(), out.end(), -7.0f);
     EXPECT_THAT(error_of([&] { tiered.forward(second, g.hidden, out, ws); }),
                 HasSubstr("injected failure of fetch"));
+    EXPECT_EQ(tiered.in_flight(), 1);  // the failed ticket is dropped
     EXPECT_TRUE(std::all_of(out.begin(), out.end(), [](float v) { return v == -7.0f; }))
         << "a failed batch wrote its output";
     tiered.forward(third, g.hidden, out, ws);
@@ -311,7 +312,10 @@ TYPED_TEST(TieredLayerTest, MisuseIsNamed) {
               HasSubstr("2 tickets in flight"));
   EXPECT_THAT(error_of([&] { tiered.forward(b, g.hidden, out, ws); }),
               HasSubstr("not the oldest in flight"));
+  tiered.stage(a);  // waits and decodes; the forward then only runs the layer
+  EXPECT_EQ(tiered.in_flight(), 2);
   tiered.forward(a, g.hidden, out, ws);
+  EXPECT_EQ(out, this->resident_chunked(g.seq_len));
   EXPECT_THAT(error_of([&] { tiered.forward(a, g.hidden, out, ws); }), HasSubstr("already used"));
   tiered.discard(b);
   EXPECT_EQ(tiered.in_flight(), 0);

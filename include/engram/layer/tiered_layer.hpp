@@ -16,9 +16,10 @@
 // the same states, and runs forward_memory (conv history and position). The output equals the
 // resident layer's forward_tokens bit for bit (same rows, same kernels). More than plan.tickets
 // tickets in flight is an error (no blocking: the caller's thread is the one that drains them).
-// Errors: a tier failure is rethrown by forward() for that ticket only; `out` and the states' conv
-// history are then untouched, but their hash history was advanced by prefetch: reset the states
-// (or roll them back). Later tickets stay valid. discard(ticket) drops the oldest ticket unused.
+// stage(ticket) waits and decodes the oldest ticket ahead of its forward; discard() drops it.
+// Errors: a tier failure is rethrown by stage/forward for that ticket only (dropped); `out` and
+// the conv history are untouched, but prefetch advanced the hash history: reset or roll back the
+// states. Later tickets stay valid.
 // Ownership: holds a copy of the layer (weights shared); the tier must outlive this object.
 // Thread safety: one thread drives a TieredLayerT; the look-ahead worker owns the tier while it
 // fetches. Steady state allocates nothing (buffers sized at construction).
@@ -57,9 +58,10 @@ concept TierableLayer = std::copy_constructible<L> &&
     requires(const L& layer, std::span<const int64_t> ids, std::span<int64_t> hash_ids,
              std::span<const typename detail::StateScalar<typename L::State>::type> in,
              std::span<typename detail::StateScalar<typename L::State>::type> out,
-             std::span<typename L::State* const> states, typename L::Workspace& ws, int64_t n) {
+             std::span<typename L::State* const> states, typename L::Workspace& ws, int64_t n,
+             std::span<const uint8_t> live) {
   { layer.config() } -> std::convertible_to<const EngramConfig&>;
-  layer.hash_tokens(ids, n, n, hash_ids, states);
+  layer.hash_tokens(ids, n, n, hash_ids, states, live);
   layer.forward_memory(in, in, n, n, out, ws);
   layer.forward_memory(in, in, n, n, out, states, ws);
   { layer.make_state(n) } -> std::same_as<typename L::State>;
@@ -113,7 +115,11 @@ class TieredLayerT {
                    ": the layer's hasher has other column sizes (primes) than table ",
                    tier.describe(), " (a table of another layer or config?)");
     pending_.resize(static_cast<size_t>(plan_.tickets));
-    for (Pending& p : pending_) p.hash_ids.resize(static_cast<size_t>(max_tokens_ * cols_));
+    for (Pending& p : pending_) {
+      p.hash_ids.resize(static_cast<size_t>(max_tokens_ * cols_));
+      p.live.reserve(static_cast<size_t>(max_tokens_));
+    }
+    live_.reserve(static_cast<size_t>(max_tokens_));
     pieces_.resize(static_cast<size_t>(plan_.slots));
     staged_.resize(static_cast<size_t>(max_tokens_ * memory_dim_));
     if constexpr (!std::is_same_v<Scalar, float>)
@@ -134,16 +140,19 @@ class TieredLayerT {
   State make_state(int64_t max_rollback = 0) const { return layer_.make_state(max_rollback); }
 
   /// Hashes token ids [B, T] (continuing states[b] when given, one per sequence) and, for
-  /// look-ahead strategies, queues their rows' fetch. Needs a layer with a hasher.
+  /// look-ahead strategies, queues their rows' fetch. Needs a layer with a hasher. live: empty or
+  /// [B, T] (0 = dead token, hashed as pad; kept for the fused layer's gate in forward()).
   Ticket prefetch(std::span<const int64_t> input_ids, int64_t batch, int64_t seq_len,
-                  std::span<State* const> states = {}) {
+                  std::span<State* const> states = {}, std::span<const uint8_t> live = {}) {
     Pending& p = reserve_ticket(batch, seq_len);
-    layer_.hash_tokens(input_ids, batch, seq_len, p.ids(cols_), states);
+    layer_.hash_tokens(input_ids, batch, seq_len, p.ids(cols_), states, live);
+    p.live.assign(live.begin(), live.end());
     return commit_ticket(p);
   }
   /// As prefetch, from hash ids [B, T, cols] already computed (copied).
   Ticket prefetch_hashes(std::span<const int64_t> hash_ids, int64_t batch, int64_t seq_len) {
     Pending& p = reserve_ticket(batch, seq_len);
+    p.live.clear();
     ENGRAM_CHECK(static_cast<int64_t>(hash_ids.size()) == p.tokens * cols_, kWho, ": hash_ids has ",
                  hash_ids.size(), " values, expected ", p.tokens * cols_, " ([B, T, cols] = [",
                  batch, ", ", seq_len, ", ", cols_, "])");
@@ -156,14 +165,26 @@ class TieredLayerT {
   /// or none). Rethrows the tier's error for this ticket.
   void forward(const Ticket& ticket, std::span<const Scalar> hidden, std::span<Scalar> out,
                std::span<State* const> states, Workspace& ws) {
-    const Pending& p = front(ticket);
+    stage(ticket);
+    Pending& p = pending_[static_cast<size_t>(head_)];
     const int64_t batch = p.batch, seq_len = p.seq_len, tokens = p.tokens;
-    if (std::exception_ptr error = drain_front(); error) std::rethrow_exception(error);
+    live_.swap(p.live);
+    pop_front();  // staged_ keeps the rows until the next stage()
     std::span<const Scalar> memory = staged(tokens);
-    if (states.empty()) {
-      layer_.forward_memory(memory, hidden, batch, seq_len, out, ws);
-    } else {
-      layer_.forward_memory(memory, hidden, batch, seq_len, out, states, ws);
+    if constexpr (requires {
+                    layer_.forward_memory(memory, hidden, batch, seq_len, out, ws, live_);
+                  }) {
+      if (states.empty()) {
+        layer_.forward_memory(memory, hidden, batch, seq_len, out, ws, live_);
+      } else {
+        layer_.forward_memory(memory, hidden, batch, seq_len, out, states, ws, live_);
+      }
+    } else {  // a layer whose live mask only changes the hashing (the demo layer)
+      if (states.empty()) {
+        layer_.forward_memory(memory, hidden, batch, seq_len, out, ws);
+      } else {
+        layer_.forward_memory(memory, hidden, batch, seq_len, out, states, ws);
+      }
     }
   }
   void forward(const Ticket& ticket, std::span<const Scalar> hidden, std::span<Scalar> out,
@@ -179,10 +200,24 @@ class TieredLayerT {
     forward(prefetch(input_ids, batch, seq_len, states), hidden, out, states, ws);
   }
 
+  /// Waits for the oldest ticket's rows (fetching them now for SyncPrefetch) and decodes them, so
+  /// that its forward() only runs the layer (to charge the wait where it belongs). On a tier error
+  /// the ticket is dropped and the error rethrown.
+  void stage(const Ticket& ticket) {
+    Pending& p = front(ticket);
+    if (p.staged) return;
+    if (std::exception_ptr error = drain_front(); error) {
+      pop_front();
+      std::rethrow_exception(error);
+    }
+    p.staged = true;
+    if constexpr (Policy::kSubmitOnPrefetch) submit_pieces();
+  }
+
   /// Drops the oldest ticket without running the layer (its fetch is waited for; errors ignored).
   void discard(const Ticket& ticket) {
-    front(ticket);
-    drain_front();
+    if (!front(ticket).staged) drain_front();
+    pop_front();
   }
 
  private:
@@ -192,6 +227,8 @@ class TieredLayerT {
     uint64_t sequence = 0;
     int64_t batch = 0, seq_len = 0, tokens = 0;
     int64_t pieces = 0, submitted = 0;
+    bool staged = false;            // its rows are decoded in staged_
+    std::vector<uint8_t> live;      // the live mask given to prefetch (empty: all live)
     std::vector<int64_t> hash_ids;  // [max_tokens, cols]
     std::span<int64_t> ids(int64_t cols) {
       return {hash_ids.data(), static_cast<size_t>(tokens * cols)};
@@ -211,6 +248,7 @@ class TieredLayerT {
     p.tokens = batch * seq_len;
     p.pieces = (p.tokens + plan_.slot_tokens - 1) / plan_.slot_tokens;
     p.submitted = 0;
+    p.staged = false;
     return p;
   }
 
@@ -221,7 +259,7 @@ class TieredLayerT {
     return Ticket(p.sequence);
   }
 
-  const Pending& front(const Ticket& ticket) const {
+  Pending& front(const Ticket& ticket) {
     ENGRAM_CHECK(ticket.valid(), kWho, ": invalid ticket");
     ENGRAM_CHECK(count_ > 0 && pending_[static_cast<size_t>(head_)].sequence == ticket.sequence_,
                  kWho, ": tickets are forwarded in prefetch order, once; this one is ",
@@ -249,8 +287,8 @@ class TieredLayerT {
     }
   }
 
-  // Waits for (or fetches) every piece of the oldest ticket into staged_, pops it and hands its
-  // slots to the next tickets. Returns the first error of its pieces (the rest are not fetched).
+  // Waits for (or fetches) every piece of the oldest ticket into staged_. Returns the first error
+  // of its pieces (the rest are not fetched).
   std::exception_ptr drain_front() {
     Pending& p = pending_[static_cast<size_t>(head_)];
     std::exception_ptr error;
@@ -272,11 +310,17 @@ class TieredLayerT {
         if (!error) error = std::current_exception();
       }
     }
+    return error;
+  }
+
+  // Drops the oldest ticket and hands the staging slots to the next ones.
+  void pop_front() {
+    Pending& p = pending_[static_cast<size_t>(head_)];
     p.sequence = 0;
+    p.staged = false;
     head_ = (head_ + 1) % plan_.tickets;
     --count_;
     if constexpr (Policy::kSubmitOnPrefetch) submit_pieces();
-    return error;
   }
 
   std::span<const Scalar> staged(int64_t tokens) {
@@ -301,6 +345,7 @@ class TieredLayerT {
   int piece_head_ = 0, pieces_in_flight_ = 0;
   std::vector<float> staged_;      // [max_tokens, memory_dim] decoded rows
   std::vector<Scalar> converted_;  // the same as Scalar when Scalar is not float
+  std::vector<uint8_t> live_;      // the live mask of the ticket being forwarded
   FetchReport fetched_;
 };
 
