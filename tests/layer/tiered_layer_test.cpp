@@ -103,11 +103,12 @@ TieredSubject<Layer> synthetic_subject(const test::LayerGolden& g, const Layer& 
 }
 
 /// Token ids [B, len] and hidden [B, len, hc, d] of the golden's positions [t0, t0 + len).
-std::pair<std::vector<int64_t>, std::vector<float>> slice_golden(const test::LayerGolden& g,
-                                                                 int64_t t0, int64_t len) {
+template <class Scalar = float>
+std::pair<std::vector<int64_t>, std::vector<Scalar>> slice_golden(const test::LayerGolden& g,
+                                                                  int64_t t0, int64_t len) {
   const int64_t w = g.width();
   std::vector<int64_t> ids(static_cast<size_t>(g.batch * len));
-  std::vector<float> hidden(static_cast<size_t>(g.batch * len * w));
+  std::vector<Scalar> hidden(static_cast<size_t>(g.batch * len * w));
   for (int64_t b = 0; b < g.batch; ++b) {
     std::copy_n(g.input_ids.begin() + b * g.seq_len + t0, len, ids.begin() + b * len);
     std::copy_n(g.hidden.begin() + (b * g.seq_len + t0) * w, len * w, hidden.begin() + b * len * w);
@@ -115,8 +116,9 @@ std::pair<std::vector<int64_t>, std::vector<float>> slice_golden(const test::Lay
   return {ids, hidden};
 }
 /// Writes part [B, len, hc, d] back at positions [t0, t0 + len) of out [B, T, hc, d].
-void unslice_golden(const test::LayerGolden& g, const std::vector<float>& part, int64_t t0,
-                    int64_t len, std::vector<float>& out) {
+template <class Scalar>
+void unslice_golden(const test::LayerGolden& g, const std::vector<Scalar>& part, int64_t t0,
+                    int64_t len, std::vector<Scalar>& out) {
   const int64_t w = g.width();
   for (int64_t b = 0; b < g.batch; ++b)
     std::copy_n(part.begin() + b * len * w, len * w, out.begin() + (b * g.seq_len + t0) * w);
@@ -124,44 +126,48 @@ void unslice_golden(const test::LayerGolden& g, const std::vector<float>& part, 
 
 const char* golden_name(const EngramLayer*) { return "demo_a"; }
 const char* golden_name(const FusedEngramLayer*) { return "fused_a"; }
+const char* golden_name(const EngramLayerT<double>*) { return "demo_b"; }
 
 template <class Layer>
 class TieredLayerTest : public ::testing::Test {
  protected:
+  using Scalar = typename TieredLayerT<Layer, CountingTier, SyncPrefetch>::Scalar;
+
   TieredLayerTest()
       : g(test::load_layer_golden(golden_name(static_cast<const Layer*>(nullptr)))),
-        subject(golden_subject<Layer>(g)) {}
+        subject(golden_subject<Layer>(g)),
+        hidden(g.hidden.begin(), g.hidden.end()) {}
 
   /// Resident output of token ids in chunks of `chunk` tokens per sequence, with states.
-  std::vector<float> resident_chunked(int64_t chunk) const {
+  std::vector<Scalar> resident_chunked(int64_t chunk) const {
     const Layer& layer = subject.layer;
     std::vector<typename Layer::State> states;
     for (int64_t b = 0; b < g.batch; ++b) states.push_back(layer.make_state());
     std::vector<typename Layer::State*> ptrs;
     for (auto& s : states) ptrs.push_back(&s);
     typename Layer::Workspace ws;
-    std::vector<float> out(g.expected.size());
+    std::vector<Scalar> out(g.expected.size());
     for (int64_t t0 = 0; t0 < g.seq_len; t0 += chunk) {
       const int64_t len = std::min(chunk, g.seq_len - t0);
       auto [ids, hidden] = slice(t0, len);
-      std::vector<float> part(hidden.size());
+      std::vector<Scalar> part(hidden.size());
       layer.forward_tokens(ids, hidden, g.batch, len, part, ptrs, ws);
       unslice(part, t0, len, out);
     }
     return out;
   }
 
-  std::pair<std::vector<int64_t>, std::vector<float>> slice(int64_t t0, int64_t len) const {
-    return slice_golden(g, t0, len);
+  std::pair<std::vector<int64_t>, std::vector<Scalar>> slice(int64_t t0, int64_t len) const {
+    return slice_golden<Scalar>(g, t0, len);
   }
-  void unslice(const std::vector<float>& part, int64_t t0, int64_t len,
-               std::vector<float>& out) const {
+  void unslice(const std::vector<Scalar>& part, int64_t t0, int64_t len,
+               std::vector<Scalar>& out) const {
     unslice_golden(g, part, t0, len, out);
   }
 
   /// The tiered layer's output in chunks of `chunk`, keeping up to `ahead` tickets in flight.
   template <class Policy>
-  std::vector<float> tiered_chunked(Policy policy, int64_t chunk, int ahead, CountingTier tier) {
+  std::vector<Scalar> tiered_chunked(Policy policy, int64_t chunk, int ahead, CountingTier tier) {
     TieredLayerT<Layer, CountingTier, Policy> tiered(subject.layer, tier, subject.info, policy,
                                                      g.batch * chunk);
     std::vector<typename Layer::State> states;
@@ -169,7 +175,7 @@ class TieredLayerTest : public ::testing::Test {
     std::vector<typename Layer::State*> ptrs;
     for (auto& s : states) ptrs.push_back(&s);
     typename Layer::Workspace ws;
-    std::vector<float> out(g.expected.size(), -7.0f);
+    std::vector<Scalar> out(g.expected.size(), -7.0f);
     struct InFlight {
       typename TieredLayerT<Layer, CountingTier, Policy>::Ticket ticket;
       int64_t t0, len;
@@ -186,7 +192,7 @@ class TieredLayerTest : public ::testing::Test {
       const InFlight f = queue.front();
       queue.erase(queue.begin());
       auto hidden = slice(f.t0, f.len).second;
-      std::vector<float> part(hidden.size());
+      std::vector<Scalar> part(hidden.size());
       tiered.forward(f.ticket, hidden, part, ptrs, ws);
       unslice(part, f.t0, f.len, out);
     }
@@ -204,23 +210,25 @@ class TieredLayerTest : public ::testing::Test {
 
   test::LayerGolden g;
   TieredSubject<Layer> subject;
+  std::vector<Scalar> hidden;  // g.hidden as Scalar
 };
 
-using LayerTypes = ::testing::Types<EngramLayer, FusedEngramLayer>;
+// double: the staged float rows are converted before the layer runs.
+using LayerTypes = ::testing::Types<EngramLayer, FusedEngramLayer, EngramLayerT<double>>;
 TYPED_TEST_SUITE(TieredLayerTest, LayerTypes);
 
 TYPED_TEST(TieredLayerTest, WholeBatchEqualsResidentForEveryStrategy) {
   const auto& g = this->g;
   typename TypeParam::Workspace ws;
-  const std::vector<float> want = this->resident_chunked(g.seq_len);
+  const std::vector<typename TestFixture::Scalar> want = this->resident_chunked(g.seq_len);
   const int64_t token_bytes = this->token_bytes();
   auto check = [&](auto policy, const std::string& name) {
     SCOPED_TRACE(name);
     CountingTier tier = this->counting();
     TieredLayerT<TypeParam, CountingTier, decltype(policy)> tiered(
         this->subject.layer, tier, this->subject.info, policy, g.tokens());
-    std::vector<float> out(want.size(), -7.0f);
-    tiered.forward(tiered.prefetch(g.input_ids, g.batch, g.seq_len), g.hidden, out, ws);
+    std::vector<typename TestFixture::Scalar> out(want.size(), -7.0f);
+    tiered.forward(tiered.prefetch(g.input_ids, g.batch, g.seq_len), this->hidden, out, ws);
     EXPECT_EQ(out, want);
     EXPECT_EQ(tiered.fetched().rows, g.tokens() * g.config.num_columns());
     const StagingPlan plan = tiered.staging_plan();
@@ -243,7 +251,7 @@ TYPED_TEST(TieredLayerTest, ChunksAndDecodeStepsWithTicketsInFlight) {
   const int64_t token_bytes = this->token_bytes();
   for (const int64_t chunk : {int64_t{1}, int64_t{5}}) {
     SCOPED_TRACE("chunk " + std::to_string(chunk));
-    const std::vector<float> want = this->resident_chunked(chunk);
+    const std::vector<typename TestFixture::Scalar> want = this->resident_chunked(chunk);
     EXPECT_EQ(this->tiered_chunked(SyncPrefetch{}, chunk, 1, this->counting()), want);
     for (int k = 1; k <= 3; ++k) {
       SCOPED_TRACE("k = " + std::to_string(k));
@@ -259,7 +267,7 @@ TYPED_TEST(TieredLayerTest, ChunksAndDecodeStepsWithTicketsInFlight) {
 TYPED_TEST(TieredLayerTest, TierErrorReachesItsBatchOnly) {
   const auto& g = this->g;
   typename TypeParam::Workspace ws;
-  const std::vector<float> want = this->resident_chunked(g.seq_len);
+  const std::vector<typename TestFixture::Scalar> want = this->resident_chunked(g.seq_len);
   const int64_t token_bytes = this->token_bytes();
   auto check = [&](auto policy, int fail_at, const std::string& name) {
     SCOPED_TRACE(name);
@@ -272,16 +280,16 @@ TYPED_TEST(TieredLayerTest, TierErrorReachesItsBatchOnly) {
     auto first = tiered.prefetch(g.input_ids, g.batch, g.seq_len);
     auto second = tiered.prefetch(g.input_ids, g.batch, g.seq_len);
     auto third = tiered.prefetch(g.input_ids, g.batch, g.seq_len);
-    std::vector<float> out(want.size(), -7.0f);
-    tiered.forward(first, g.hidden, out, ws);
+    std::vector<typename TestFixture::Scalar> out(want.size(), -7.0f);
+    tiered.forward(first, this->hidden, out, ws);
     EXPECT_EQ(out, want);
     std::fill(out.begin(), out.end(), -7.0f);
-    EXPECT_THAT(error_of([&] { tiered.forward(second, g.hidden, out, ws); }),
+    EXPECT_THAT(error_of([&] { tiered.forward(second, this->hidden, out, ws); }),
                 HasSubstr("injected failure of fetch"));
     EXPECT_EQ(tiered.in_flight(), 1);  // the failed ticket is dropped
-    EXPECT_TRUE(std::all_of(out.begin(), out.end(), [](float v) { return v == -7.0f; }))
+    EXPECT_TRUE(std::all_of(out.begin(), out.end(), [](auto v) { return v == -7.0f; }))
         << "a failed batch wrote its output";
-    tiered.forward(third, g.hidden, out, ws);
+    tiered.forward(third, this->hidden, out, ws);
     EXPECT_EQ(out, want);
     EXPECT_EQ(tiered.in_flight(), 0);
   };
@@ -305,18 +313,19 @@ TYPED_TEST(TieredLayerTest, MisuseIsNamed) {
               HasSubstr("holds no token"));
   Tiered tiered(this->subject.layer, tier, this->subject.info, {.batches = 2}, g.tokens());
   typename TypeParam::Workspace ws;
-  std::vector<float> out(g.expected.size());
+  std::vector<typename TestFixture::Scalar> out(g.expected.size());
   auto a = tiered.prefetch(g.input_ids, g.batch, g.seq_len);
   auto b = tiered.prefetch(g.input_ids, g.batch, g.seq_len);
   EXPECT_THAT(error_of([&] { tiered.prefetch(g.input_ids, g.batch, g.seq_len); }),
               HasSubstr("2 tickets in flight"));
-  EXPECT_THAT(error_of([&] { tiered.forward(b, g.hidden, out, ws); }),
+  EXPECT_THAT(error_of([&] { tiered.forward(b, this->hidden, out, ws); }),
               HasSubstr("not the oldest in flight"));
   tiered.stage(a);  // waits and decodes; the forward then only runs the layer
   EXPECT_EQ(tiered.in_flight(), 2);
-  tiered.forward(a, g.hidden, out, ws);
+  tiered.forward(a, this->hidden, out, ws);
   EXPECT_EQ(out, this->resident_chunked(g.seq_len));
-  EXPECT_THAT(error_of([&] { tiered.forward(a, g.hidden, out, ws); }), HasSubstr("already used"));
+  EXPECT_THAT(error_of([&] { tiered.forward(a, this->hidden, out, ws); }),
+              HasSubstr("already used"));
   tiered.discard(b);
   EXPECT_EQ(tiered.in_flight(), 0);
   EXPECT_THAT(error_of([&] { tiered.prefetch(g.input_ids, g.batch, g.seq_len + g.tokens()); }),
