@@ -1,45 +1,26 @@
-// The `engram` subcommands on a released V4.1 model directory (layer/engram_model.hpp):
-//
-//   engram info --model DIR|CONFIG.json
-//   engram hash --model DIR [--lookup LOOKUP.safetensors] [--layer L] --input IN -o OUT
-//   engram forward --model DIR [--lookup LOOKUP.safetensors] [--layer L] [--chunk K]
-//                  [--table URI [--cache-mb M]] --input IN -o OUT
-//
-// IN holds input_ids I64 [B, T] (image tokens are dead) and, for forward, hidden_states F32
-// [B, T, hc, hidden]; hash writes hash_ids I64 [B, T, (N-1)*H] (rows within each head's table),
-// forward writes output F32 [B, T, hc, hidden] (residual included) and hash_ids. info needs only
-// config.json: per Engram layer its rows, primes, multipliers, table bytes and the shards holding
-// it (when the directory has an index). forward --table serves the rows from a tier instead of the
-// mapped table (e.g. `hf:DIR?layer=L`, the shards themselves, or a packed `file:T.engram`), the
-// next chunk's rows fetched while the current one runs; the output equals the resident forward's.
-#pragma once
+// cli/model_commands.cpp: info, and the --model forms of hash and forward (model_commands.hpp).
 
 #include <cstdio>
 #include <filesystem>
 #include <string>
 #include <vector>
 
-#include "cli_args.hpp"
+#include "cli/args.hpp"
+#include "cli/command.hpp"
+#include "cli/layer_io.hpp"
+#include "cli/model_commands.hpp"
+#include "cli/tier_commands.hpp"
 #include "engram/hashing/ngram_hasher.hpp"
 #include "engram/hashing/primes.hpp"
 #include "engram/io/hf_config.hpp"
 #include "engram/io/model_directory.hpp"
 #include "engram/io/safetensors.hpp"
 #include "engram/layer/engram_model.hpp"
-#include "tier_commands.hpp"
 
 namespace engram::cli {
 
-inline constexpr const char* kModelInfoUsage = "info --model DIR|CONFIG.json";
-inline constexpr const char* kModelHashUsage =
-    "hash --model DIR [--lookup LOOKUP.safetensors] [--layer L] --input IN.safetensors "
-    "-o OUT.safetensors";
-inline constexpr const char* kModelForwardUsage =
-    "forward --model DIR [--lookup LOOKUP.safetensors] [--layer L] [--chunk K] [--table URI "
-    "[--cache-mb M]] --input IN.safetensors -o OUT.safetensors";
-
 /// True when argv[first..) has --model (the released-directory form of hash/forward).
-inline bool has_model_option(int argc, char** argv, int first) {
+bool has_model_option(int argc, char** argv, int first) {
   for (int i = first; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--model" || a.rfind("--model=", 0) == 0) return true;
@@ -47,15 +28,17 @@ inline bool has_model_option(int argc, char** argv, int first) {
   return false;
 }
 
-inline std::string join_numbers(std::span<const int64_t> values) {
+namespace {
+
+std::string join_numbers(std::span<const int64_t> values) {
   std::string s;
   for (int64_t v : values) s += (s.empty() ? "" : ", ") + std::to_string(v);
   return "[" + s + "]";
 }
 
-inline int model_info(int argc, char** argv) {
+int info(int argc, char** argv) {
   const Args args(argc, argv, 2, {"model"}, {});
-  if (!args.positional().empty()) throw UsageError("unexpected argument " + args.positional()[0]);
+  args.expect_no_positional();
   namespace fs = std::filesystem;
   const std::string model = args.str("model");
   const bool is_dir = fs::is_directory(model);
@@ -99,7 +82,9 @@ inline int model_info(int argc, char** argv) {
   return 0;
 }
 
-inline EngramModel open_model(const Args& args, int64_t* layer, bool table_in_tier = false) {
+}  // namespace
+
+EngramModel open_model(const Args& args, int64_t* layer, bool table_in_tier) {
   const std::string dir = args.str("model");
   const HfEngramConfig hf =
       HfEngramConfig::load((std::filesystem::path(dir) / "config.json").string());
@@ -109,9 +94,9 @@ inline EngramModel open_model(const Args& args, int64_t* layer, bool table_in_ti
       dir, {.lookup = args.str("lookup", ""), .layers = {*layer}, .table_in_tier = table_in_tier});
 }
 
-inline int model_hash(int argc, char** argv) {
+int model_hash(int argc, char** argv) {
   const Args args(argc, argv, 2, {"model", "lookup", "layer", "input", "output"}, {});
-  if (!args.positional().empty()) throw UsageError("unexpected argument " + args.positional()[0]);
+  args.expect_no_positional();
   int64_t layer_id = 0;
   const EngramModel model = open_model(args, &layer_id);
   const auto& layer = model.layer(layer_id);
@@ -120,20 +105,16 @@ inline int model_hash(int argc, char** argv) {
   const std::vector<uint8_t> live = model.live_mask(in.ids);
   std::vector<int64_t> rows(static_cast<size_t>(in.batch * in.seqlen * layer.num_columns()));
   layer.hash_tokens(in.ids, in.batch, in.seqlen, rows, {}, live);
-  const TensorWrite out[] = {tensor_write<int64_t>(
-      "hash_ids", {in.batch, in.seqlen, layer.num_columns()}, std::span<const int64_t>(rows))};
-  save_safetensors(args.str("output"), out, {{"layer_id", std::to_string(layer_id)}});
-  std::printf("hashed %lld x %lld tokens -> %lld row ids per token (layer %lld)\n",
-              static_cast<long long>(in.batch), static_cast<long long>(in.seqlen),
-              static_cast<long long>(layer.num_columns()), static_cast<long long>(layer_id));
+  write_layer_outputs(args.str("output"), layer_id, in.batch, in.seqlen, layer.num_columns(), rows);
+  print_hash_summary(in, layer.num_columns(), layer_id);
   return 0;
 }
 
-inline int model_forward(int argc, char** argv) {
+int model_forward(int argc, char** argv) {
   const Args args(argc, argv, 2,
                   {"model", "lookup", "layer", "chunk", "input", "output", "table", "cache-mb"},
                   {});
-  if (!args.positional().empty()) throw UsageError("unexpected argument " + args.positional()[0]);
+  args.expect_no_positional();
   int64_t layer_id = 0;
   const EngramModel model = open_model(args, &layer_id, args.has("table"));
   const auto& layer = model.layer(layer_id);
@@ -145,13 +126,7 @@ inline int model_forward(int argc, char** argv) {
   const std::vector<uint8_t> live = model.live_mask(in.ids);
   std::vector<float> out;
   if (args.has("table")) {  // rows from a tier; the table metadata from config.json
-    const auto& hasher = *layer.hasher();
-    TableOpenOptions options{.cache_bytes = args.integer("cache-mb", 0, 0, int64_t{1} << 30) << 20};
-    options.table_info = PackedTableInfo::make(
-        layer.config(), layer_id, "fp8_e4m3", {hasher.primes().begin(), hasher.primes().end()},
-        {hasher.multipliers().begin(), hasher.multipliers().end()});
-    OpenedTable table = open_table(args.str("table"), options);
-    check_table_matches(table.info, args.str("table"), layer.config(), hasher);
+    OpenedTable table = open_layer_table(args, layer.config(), *layer.hasher(), "fp8_e4m3");
     out = run_layer_from_table(layer, table, in.batch, in.seqlen, in.ids, hidden.copy_as<float>(),
                                chunk, live);
   } else {
@@ -159,17 +134,19 @@ inline int model_forward(int argc, char** argv) {
   }
   std::vector<int64_t> rows(static_cast<size_t>(in.batch * in.seqlen * layer.num_columns()));
   layer.hash_tokens(in.ids, in.batch, in.seqlen, rows, {}, live);
-  const TensorWrite tensors[] = {
-      tensor_write<float>("output", hidden.shape, std::span<const float>(out)),
-      tensor_write<int64_t>("hash_ids", {in.batch, in.seqlen, layer.num_columns()},
-                            std::span<const int64_t>(rows))};
-  save_safetensors(args.str("output"), tensors, {{"layer_id", std::to_string(layer_id)}});
-  std::printf("forward V4.1 layer %lld: %lld x %lld tokens%s -> %s\n",
-              static_cast<long long>(layer_id), static_cast<long long>(in.batch),
-              static_cast<long long>(in.seqlen),
-              chunk > 0 ? (" in chunks of " + std::to_string(chunk)).c_str() : "",
-              args.str("output").c_str());
+  write_layer_outputs(args.str("output"), layer_id, in.batch, in.seqlen, layer.num_columns(), rows,
+                      hidden.shape, out);
+  print_forward_summary("V4.1", layer_id, in, chunk, args.str("output"));
   return 0;
+}
+
+Command info_command() {
+  return {"info",
+          "a V4.1 model's Engram layers: rows, primes, tables, shards",
+          "info --model DIR|CONFIG.json",
+          "  --model DIR|CONFIG.json  a Hugging Face directory as released, or its config.json\n",
+          "info --model DeepSeek-V4.1-Flash",
+          info};
 }
 
 }  // namespace engram::cli
