@@ -1,0 +1,1 @@
+engram_add_bench(train_optimizer_bench train/optimizer_bench.cpp)
