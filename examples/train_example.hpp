@@ -61,17 +61,18 @@ inline constexpr const char* kTrainUsage =
     "  --seed S            seed of initialisation and shuffling (default 0)\n"
     "  --threads N         threads (default 1; results depend on it only through float rounding)\n"
     "  --csv FILE          per-epoch losses as CSV\n"
-    "  --plot FILE.png     the loss curves as a PNG\n";
+    "  --plot FILE.png     the loss curves as a PNG\n"
+    "  --save FILE         the trained Engram layer and its optimiser state (safetensors)\n";
 
 namespace train_detail {
 
-inline float parse_float(const cli::Args& args, const std::string& name, float fallback) {
+inline double parse_number(const cli::Args& args, const std::string& name, double fallback) {
   if (!args.has(name)) return fallback;
   const std::string& s = args.str(name);
   size_t used = 0;
-  float v = 0;
+  double v = 0;
   try {
-    v = std::stof(s, &used);
+    v = std::stod(s, &used);
   } catch (const std::exception&) {
     used = 0;
   }
@@ -104,7 +105,7 @@ inline double evaluate(const BackboneLm& model, EngramPart* engram, const Datase
   for (int64_t s : sequences) {
     RowMatrix x = model.embed(data.ids(s));
     if (engram) {
-      engram->forward(data.hashes(s), std::span<const float>(x.data(), out.size()), 1, T, out);
+      engram->infer(data.hashes(s), std::span<const float>(x.data(), out.size()), 1, T, out);
       x += Eigen::Map<const RowMatrix>(out.data(), T, d);
     }
     const SequenceLoss l = model.loss(x, data.ids(s), 1.0f, nullptr, nullptr);
@@ -140,10 +141,11 @@ inline int run_train(int argc, char** argv, int first) {
   const int64_t heads = args.integer("heads", 4, 1, 64);
   const auto seed = static_cast<uint64_t>(args.integer("seed", 0, 0));
   const int threads = static_cast<int>(args.integer("threads", 1, 1, 1024));
-  const float backbone_lr = parse_float(args, "backbone-lr", 0.01f);
+  const auto backbone_lr = static_cast<float>(parse_number(args, "backbone-lr", 0.01));
   EngramTrainOptions train_options;
-  train_options.lr = parse_float(args, "lr", 1e-3f);
-  train_options.table_lr = parse_float(args, "table-lr", 5.0f * train_options.lr);
+  train_options.lr = parse_number(args, "lr", 1e-3);
+  train_options.table_lr = parse_number(args, "table-lr", 5 * train_options.lr);
+  train_options.threads = threads;
   train_options.table_optimizer = args.str("table-optimizer", "adam");
   if (train_options.table_optimizer != "adam" && train_options.table_optimizer != "adagrad" &&
       train_options.table_optimizer != "sgd")
@@ -262,8 +264,7 @@ inline int run_train(int argc, char** argv, int first) {
       "optimiser %s (lr %g), dense Adam (lr %g)\n",
       static_cast<long long>(heads), static_cast<long long>(engram.table_rows()),
       static_cast<long long>(config.row_dim()), static_cast<long long>(engram.dense_parameters()),
-      train_options.table_optimizer.c_str(), static_cast<double>(train_options.table_lr),
-      static_cast<double>(train_options.lr));
+      train_options.table_optimizer.c_str(), train_options.table_lr, train_options.lr);
 
   std::vector<LossPoint> curve;
   curve.push_back({0, evaluate(backbone, &engram, data, data.train, eval_bar),
@@ -311,7 +312,7 @@ inline int run_train(int argc, char** argv, int first) {
         // d loss / d out = d loss / d x: the residual add passes the gradient through.
         Eigen::Map<RowMatrix>(grad_out.data() + b * T * d, T, d) = grad_x;
       }
-      engram.train_step(batch_hashes, hidden, B, T, grad_out);
+      engram.step(grad_out);
       char text[96];
       std::snprintf(text, sizeof text, "epoch %lld/%lld  loss %.4f", static_cast<long long>(epoch),
                     static_cast<long long>(epochs),
@@ -319,6 +320,7 @@ inline int run_train(int argc, char** argv, int first) {
       bar.update(step + 1, steps_per_epoch, text);
     }
     bar.finish();
+    engram.refresh_layer();
     curve.push_back({epoch, evaluate(backbone, &engram, data, data.train, eval_bar),
                      evaluate(backbone, &engram, data, data.val, eval_bar), off_train, off_val});
     print_point(curve.back());
@@ -330,6 +332,7 @@ inline int run_train(int argc, char** argv, int first) {
               100.0 * (last.val_engram - last.val_off) / last.val_off);
   if (args.has("csv")) write_loss_csv(args.str("csv"), curve);
   if (args.has("plot")) write_loss_plot(args.str("plot"), curve);
+  if (args.has("save")) engram.save(args.str("save"));
   std::fflush(stdout);
   std::fprintf(
       stderr, "finetune: %.1f s\n",
