@@ -127,7 +127,8 @@ inline int run_train(int argc, char** argv, int first) {
                         "val-every",   "vocab",           "hidden",     "pretrain-epochs",
                         "backbone-lr", "epochs",          "batch",      "lr",
                         "table-lr",    "table-optimizer", "table-rows", "heads",
-                        "seed",        "threads",         "csv",        "plot"},
+                        "seed",        "threads",         "csv",        "plot",
+                        "save"},
                        {});
   const auto start_time = std::chrono::steady_clock::now();
   const int64_t seq_len = args.integer("seqlen", 256, 4, 1 << 16);

@@ -4,13 +4,20 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "cli/cli_support.hpp"
+#include "engram/hashing/ngram_hasher.hpp"
+#include "engram/io/safetensors.hpp"
+#include "engram/layer/engram_layer.hpp"
+#include "engram/tokenizer/vocab_compressor.hpp"
 #include "support/test_data.hpp"
 
 namespace engram {
@@ -51,7 +58,9 @@ std::vector<std::vector<double>> loss_rows(const std::string& output) {
 
 TEST(FinetuneExample, EngramBeatsTheFrozenBackboneAndRepeats) {
   const std::string csv = test::temp_file("finetune_test", "loss.csv");
-  const test::CliRun first = run_stdout(kArgs + " --epochs 2 --csv " + csv);
+  const std::string checkpoint = test::temp_file("finetune_test", "engram.safetensors");
+  const test::CliRun first =
+      run_stdout(kArgs + " --epochs 2 --csv " + csv + " --save " + checkpoint);
   ASSERT_EQ(first.status, 0) << first.output;
   const auto rows = loss_rows(first.output);
   ASSERT_EQ(rows.size(), 3u) << first.output;  // epochs 0, 1, 2
@@ -72,6 +81,35 @@ TEST(FinetuneExample, EngramBeatsTheFrozenBackboneAndRepeats) {
   const test::CliRun second = run_stdout(kArgs + " --epochs 2");
   ASSERT_EQ(second.status, 0) << second.output;
   EXPECT_EQ(first.output, second.output);
+
+  // The saved layer holds its optimiser state and loads in the inference loader.
+  const auto file = std::make_shared<const SafetensorsFile>(checkpoint);
+  for (const char* name :
+       {"optimizer.multi_head_embedding.embedding.weight.exp_avg",
+        "optimizer.value_proj.weight.exp_avg_sq", "optimizer.norm1.0.weight.step"})
+    EXPECT_NE(file->find(name), nullptr) << name;
+  EngramConfig config;  // finetune's layer at the options above
+  config.engram_vocab_size = {5003, 5003};
+  config.max_ngram_size = 3;
+  config.n_head_per_ngram = 4;
+  config.n_embed_per_ngram = 64;
+  config.layer_ids = {0};
+  config.hidden_size = 64;
+  config.hc_mult = 1;
+  const auto lookup =
+      CompressionTable::load(test::data_path("tokenizer/deepseek_v3/lookup.safetensors"));
+  const auto hasher = std::make_shared<const NgramHasher>(config, lookup.lookup(), 0);
+  const auto layer = EngramLayer::load(config, file, hasher);
+  // Trained: the value projection (zero at the start) has moved.
+  const TensorView* value_proj = file->find("value_proj.weight");
+  ASSERT_NE(value_proj, nullptr);
+  const std::vector<float> value = value_proj->copy_as<float>();
+  EXPECT_TRUE(std::any_of(value.begin(), value.end(), [](float v) { return v != 0.0f; }));
+  const std::vector<int64_t> ids(16, 100);
+  std::vector<float> hidden(16 * 64, 1.0f), out(hidden.size());
+  EngramLayer::Workspace ws;
+  layer.forward_tokens(ids, hidden, 1, 16, out, ws);
+  EXPECT_GT(std::abs(out[64 * 15]), 0.0f);
 }
 
 TEST(FinetuneExample, HelpAndUsageErrors) {

@@ -1,7 +1,7 @@
 # The worked examples, run end to end at small sizes.
 if(TARGET finetune)
   # finetune: Engram beats the frozen backbone on held-out text; same seed, same losses.
-  engram_add_test(finetune_test example/finetune_test.cpp)
+  engram_add_test(finetune_test example/finetune_test.cpp LIBS engram::tokenizer)
   target_compile_definitions(finetune_test PRIVATE ENGRAM_FINETUNE_PATH="$<TARGET_FILE:finetune>")
   add_dependencies(finetune_test finetune)
   find_package(PNG QUIET)  # as examples/CMakeLists.txt: finetune --plot is built with libpng
