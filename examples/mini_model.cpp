@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "cli_args.hpp"
+#include "cli/args.hpp"
 #include "engram/engram.hpp"
 #include "engram/layer/engram_layer.hpp"
 #include "engram/tokenizer/vocab_compressor.hpp"

@@ -22,7 +22,7 @@
 #include <string>
 #include <vector>
 
-#include "probe.hpp"
+#include "cli/probe.hpp"
 
 namespace engram::example {
 

@@ -29,18 +29,18 @@
 #include <string>
 #include <vector>
 
-#include "cli_args.hpp"
+#include "cli/args.hpp"
 #include "engram/engram.hpp"
 #include "engram/hashing/ngram_hasher.hpp"
 #include "engram/layer/engram_layer.hpp"
 #include "engram/layer/fused_engram_layer.hpp"
 #include "engram/tokenizer/vocab_compressor.hpp"
-#include "layer_profile.hpp"
-#include "offload_bench.hpp"
-#include "probe.hpp"
+#include "cli/layer_profile.hpp"
+#include "cli/offload_bench.hpp"
+#include "cli/probe.hpp"
 #include "random_checkpoint.hpp"
-#include "remote_commands.hpp"
-#include "tier_commands.hpp"
+#include "cli/remote_commands.hpp"
+#include "cli/tier_commands.hpp"
 
 namespace engram::cli {
 namespace {
@@ -137,7 +137,7 @@ std::vector<float> run_layer(const Layer& layer, const TokenIds& in, std::span<c
 }  // namespace engram::cli
 
 // The released-directory (--model) forms of info, hash and forward; they use the helpers above.
-#include "model_commands.hpp"
+#include "cli/model_commands.hpp"
 
 namespace engram::cli {
 namespace {

@@ -29,7 +29,7 @@
 #include <variant>
 #include <vector>
 
-#include "cli_args.hpp"
+#include "cli/args.hpp"
 #include "engram/hashing/ngram_hasher.hpp"
 #include "engram/hashing/primes.hpp"
 #include "engram/io/config.hpp"

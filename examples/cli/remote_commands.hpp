@@ -16,7 +16,7 @@
 #include <cstdio>
 #include <string>
 
-#include "cli_args.hpp"
+#include "cli/args.hpp"
 #include "engram/memory/packed_table.hpp"
 #include "engram/memory/tiers/memcached_uri.hpp"
 #include "engram/memory/tiers/remote_tier.hpp"

@@ -19,14 +19,14 @@
 #include <string>
 #include <vector>
 
-#include "cli_args.hpp"
+#include "cli/args.hpp"
 #include "engram/hashing/ngram_hasher.hpp"
 #include "engram/hashing/primes.hpp"
 #include "engram/io/hf_config.hpp"
 #include "engram/io/model_directory.hpp"
 #include "engram/io/safetensors.hpp"
 #include "engram/layer/engram_model.hpp"
-#include "tier_commands.hpp"
+#include "cli/tier_commands.hpp"
 
 namespace engram::cli {
 

@@ -48,14 +48,14 @@
 #include <string>
 #include <vector>
 
-#include "cli_args.hpp"
+#include "cli/args.hpp"
 #include "engram/layer/engram_layer.hpp"
 #include "engram/memory/packed_table.hpp"
 #include "engram/memory/tiered_memory.hpp"
 #include "engram/memory/tiers/open_table.hpp"
 #include "model/backbone.hpp"
-#include "probe.hpp"
-#include "tier_commands.hpp"
+#include "cli/probe.hpp"
+#include "cli/tier_commands.hpp"
 
 namespace engram::cli {
 namespace offload {
