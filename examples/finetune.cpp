@@ -12,7 +12,10 @@
 int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i)
     if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
-      std::printf("usage: finetune %s", engram::example::kTrainUsage);
+      std::printf(
+          "usage: finetune --corpus TOKENS.safetensors --lookup LOOKUP.safetensors "
+          "[options]\n%s",
+          engram::example::kTrainOptions);
       return 0;
     }
   try {

@@ -28,7 +28,7 @@
 #include <string>
 #include <vector>
 
-#include "cli_args.hpp"
+#include "cli/args.hpp"
 #include "engram/error.hpp"
 #include "engram/hashing/ngram_hasher.hpp"
 #include "engram/io/config.hpp"
@@ -41,17 +41,21 @@
 
 namespace engram::example {
 
-inline constexpr const char* kTrainUsage =
-    "--corpus TOKENS.safetensors --lookup LOOKUP.safetensors [options]\n"
+/// One line of usage (the `engram` command list) and the options (`finetune --help`).
+inline constexpr const char* kTrainSynopsis =
+    "--corpus TOKENS.safetensors --lookup LOOKUP.safetensors [--tokens N] [--epochs E] [--lr LR] "
+    "[--table-lr LR] [--table-optimizer adam|adagrad|sgd] [--seed S] [--threads N] [--csv F] "
+    "[--plot F.png] [--save F] (all options: finetune --help)";
+inline constexpr const char* kTrainOptions =
     "  Fine-tunes an Engram layer on a frozen backbone and compares it with Engram off.\n"
     "  --tokens N          corpus tokens used, from the start (default 262144)\n"
     "  --seqlen T          tokens per sequence (default 256)\n"
     "  --val-every K       every K-th sequence is held out for validation (default 10)\n"
     "  --vocab K           backbone vocabulary: the K most frequent training ids + UNK (2047)\n"
     "  --hidden D          backbone and Engram width d (default 64)\n"
-    "  --pretrain-epochs E backbone pretraining epochs before it is frozen (default 2)\n"
+    "  --pretrain-epochs E backbone pretraining epochs before it is frozen (default 6)\n"
     "  --backbone-lr LR    backbone pretraining learning rate, Adam (default 0.01)\n"
-    "  --epochs E          Engram training epochs (default 3)\n"
+    "  --epochs E          Engram training epochs (default 4)\n"
     "  --batch B           sequences per step (default 8)\n"
     "  --lr LR             Engram dense weights learning rate, Adam (default 0.001)\n"
     "  --table-lr LR       Engram table learning rate (default 5 x --lr, no weight decay)\n"
@@ -135,8 +139,8 @@ inline int run_train(int argc, char** argv, int first) {
   const int64_t val_every = args.integer("val-every", 10, 2, 1 << 20);
   const int64_t vocab_k = args.integer("vocab", 2047, 1, 1 << 22);
   const int64_t d = args.integer("hidden", 64, 1, 4096);
-  const int64_t pretrain_epochs = args.integer("pretrain-epochs", 2, 0, 1000);
-  const int64_t epochs = args.integer("epochs", 3, 1, 1000);
+  const int64_t pretrain_epochs = args.integer("pretrain-epochs", 6, 0, 1000);
+  const int64_t epochs = args.integer("epochs", 4, 1, 1000);
   const int64_t batch = args.integer("batch", 8, 1, 1 << 16);
   const int64_t table_rows = args.integer("table-rows", 50021, 2, int64_t{1} << 40);
   const int64_t heads = args.integer("heads", 4, 1, 64);

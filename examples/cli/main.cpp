@@ -13,7 +13,8 @@
 //       [--tokens N]
 //   engram info --model DIR; engram hash|forward --model DIR ... (V4.1 as released:
 //       model_commands.hpp)
-//   (and pack, push, bench-offload: `engram` alone lists every subcommand; `engram CMD --help`)
+//   (and pack, push, bench-offload, train: `engram` alone lists every subcommand; `engram CMD
+//   --help`)
 //
 // Errors in inputs print one line "engram: error: ..." and exit 1; bad usage exits 2.
 #include <Eigen/Core>
@@ -38,6 +39,7 @@
 #include "cli/layer_profile.hpp"
 #include "cli/offload_bench.hpp"
 #include "cli/probe.hpp"
+#include "train_example.hpp"
 #include "random_checkpoint.hpp"
 #include "cli/remote_commands.hpp"
 #include "cli/tier_commands.hpp"
@@ -559,6 +561,8 @@ const std::vector<Command>& commands() {
        "demo --tokenizer TOKENIZER_JSON --corpus TOKENS.safetensors --config CFG.json [--tokens N] "
        "[--layer-tokens N] [--cache-dir DIR]",
        demo},
+      {"train", std::string("train ") + engram::example::kTrainSynopsis,
+       [](int argc, char** argv) { return engram::example::run_train(argc, argv, 2); }},
   };
   return list;
 }

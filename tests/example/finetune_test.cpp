@@ -127,6 +127,19 @@ TEST(FinetuneExample, HelpAndUsageErrors) {
   EXPECT_THAT(missing.output, HasSubstr("finetune: error: "));
 }
 
+#ifdef ENGRAM_CLI_PATH
+TEST(FinetuneExample, EngramTrainIsTheSameExample) {
+  const test::CliRun help = test::run_cli("train --help");
+  EXPECT_EQ(help.status, 0) << help.output;
+  EXPECT_THAT(help.output, HasSubstr("--table-optimizer"));
+  const std::string args = kArgs + " --epochs 1";
+  const test::CliRun alias =
+      test::shell("{ " + std::string(ENGRAM_CLI_PATH) + " train" + args + " 2>/dev/null; }");
+  ASSERT_EQ(alias.status, 0) << alias.output;
+  EXPECT_EQ(alias.output, run_stdout(args).output);
+}
+#endif
+
 #ifdef ENGRAM_FINETUNE_HAVE_PNG
 TEST(FinetuneExample, WritesAPng) {
   const std::string png = test::temp_file("finetune_test", "loss.png");
