@@ -2,7 +2,7 @@
 //
 // BM_TableStep<Optimizer>/rows/touched/threads: one step() of a fixed SparseRowGrad of `touched`
 // distinct rows spread over a table of `rows` x 16 f32 (64 B rows; state as the optimiser keeps
-// it). Tables and state are ZeroedBuffers, so a 10^8-row table (6.4 GB of address space, 19 GB
+// it). Tables and state are RowStorages, so a 10^8-row table (6.4 GB of address space, 19 GB
 // with SparseAdam's moments) costs memory only for the pages the touched rows land on: the sweep
 // 10^5 .. 10^8 at a fixed touched count shows the step costs O(touched), not O(rows) (the larger
 // tables add a TLB and cache miss per row, not a pass over the table).

@@ -43,6 +43,7 @@
 #include "random_checkpoint.hpp"
 #include "cli/remote_commands.hpp"
 #include "cli/tier_commands.hpp"
+#include "train_commands.hpp"
 
 namespace engram::cli {
 namespace {
@@ -533,6 +534,7 @@ const std::vector<Command>& commands() {
        [](int argc, char** argv) {
          return has_model_option(argc, argv, 2) ? model_forward(argc, argv) : forward(argc, argv);
        }},
+      {"backward", kBackwardUsage, backward_command},
       {"pack",
        "pack --config CFG.json --lookup LOOKUP.safetensors --weights W.safetensors [--prefix P] "
        "[--layer L] --codec f32|bf16|f16|fp8 -o TABLE.engram [--max-mb-per-s R]  |  pack --model "

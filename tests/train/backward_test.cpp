@@ -14,11 +14,13 @@
 #include "engram/layer/engram_layer.hpp"
 #include "engram/layer/fused_engram_layer.hpp"
 #include "support/test_data.hpp"
+#include "train/grad_check.hpp"
 
 namespace engram::train {
 namespace {
 
 using test::data_path;
+using test::relative_error;
 
 template <class Scalar>
 std::vector<Scalar> read_as(const SafetensorsFile& file, const std::string& name) {
@@ -29,17 +31,6 @@ std::vector<Scalar> read_as(const SafetensorsFile& file, const std::string& name
   }
   const auto v = t.copy_as<float>();
   return {v.begin(), v.end()};
-}
-
-template <class A, class B>
-double relative_error(const std::vector<A>& actual, const std::vector<B>& expected) {
-  EXPECT_EQ(actual.size(), expected.size());
-  double diff = 0, scale = 0;
-  for (size_t i = 0; i < std::min(actual.size(), expected.size()); ++i) {
-    diff = std::max(diff, std::abs(double(actual[i]) - double(expected[i])));
-    scale = std::max(scale, std::abs(double(expected[i])));
-  }
-  return scale == 0 ? diff : diff / scale;
 }
 
 /// One golden case of tests/data/train/<name>: inputs, params, expected outputs and gradients.

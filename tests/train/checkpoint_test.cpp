@@ -18,6 +18,7 @@
 #include "engram/io/config.hpp"
 #include "engram/io/safetensors.hpp"
 #include "engram/layer/engram_layer.hpp"
+#include "engram/layer/fused_engram_layer.hpp"
 #include "support/error_of.hpp"
 #include "support/test_data.hpp"
 #include "train/train_test_support.hpp"
@@ -258,6 +259,108 @@ TEST(TrainingResume, SaveLoadStepEqualsUninterruptedBitForBit) {
     return param;
   };
   EXPECT_EQ(dense(true), dense(false));
+}
+
+// V4.1 layout: the FP8 table trains in f32 and is re-quantised on save; the f32 master resumes.
+class Fp8Checkpoint : public ::testing::Test {
+ protected:
+  Fp8Checkpoint()
+      : dir_(test::data_path("layer/fused_a")),
+        config_(EngramConfig::load(dir_ + "/config.json")),
+        source_(dir_ + "/weights.safetensors"),
+        expected_(dir_ + "/expected.safetensors"),
+        table_(
+            load_trainable_table(source_, "embed.weight", static_cast<int>(config_.quant_block))),
+        dense_(ParameterSet::load(source_, "", {"embed.weight"})) {}
+
+  std::vector<TrainedTensor> tensors(OptimizerState table_state = {}) {
+    std::vector<TrainedTensor> out = {{"embed.weight",
+                                       {table_.rows(), table_.row_dim()},
+                                       table_.weights(),
+                                       table_state,
+                                       static_cast<int>(config_.quant_block)}};
+    for (auto& e : dense_.entries()) out.push_back({e.name, e.shape, e.values});
+    return out;
+  }
+
+  std::vector<float> forward(const std::string& path) const {
+    CheckpointOptions options;
+    options.column_rows = expected_.read_int64("primes");
+    const FusedEngramLayer layer = FusedEngramLayer::load(config_, path, options);
+    const SafetensorsFile inputs(dir_ + "/inputs.safetensors");
+    const auto& ids = inputs.at("input_ids");
+    const std::vector<float> hidden = inputs.at("hidden_states").copy_as<float>();
+    std::vector<float> out(hidden.size());
+    FusedEngramLayer::Workspace ws;
+    layer.forward(expected_.read_int64("hash_ids"), hidden, ids.shape[0], ids.shape[1], out, ws);
+    return out;
+  }
+
+  std::string dir_;
+  EngramConfig config_;
+  SafetensorsFile source_, expected_;
+  TrainableTable table_;
+  ParameterSet dense_;
+};
+
+TEST_F(Fp8Checkpoint, UntrainedRoundTripKeepsEveryValueAndTheForward) {
+  ASSERT_EQ(source_.at("embed.weight").dtype, DType::kF8E4M3);
+  const std::string path = temp_path("fp8_untrained.safetensors");
+  save_training_checkpoint(path, tensors());
+  const SafetensorsFile saved(path);
+  EXPECT_EQ(saved.at("embed.weight").dtype, DType::kF8E4M3);
+  EXPECT_EQ(saved.at("embed.weight_scale_inv").dtype, DType::kF8E8M0);
+  const TrainableTable decoded =
+      load_trainable_table(saved, "embed.weight", static_cast<int>(config_.quant_block));
+  EXPECT_TRUE(
+      std::equal(decoded.weights().begin(), decoded.weights().end(), table_.weights().begin()));
+  EXPECT_EQ(forward(path), forward(dir_ + "/weights.safetensors"));
+  std::filesystem::remove(path);
+}
+
+TEST_F(Fp8Checkpoint, TrainedTableIsRequantisedAndResumesFromTheMaster) {
+  SparseAdam adam({.lr = 1e-2}, table_.rows(), table_.row_dim());
+  std::vector<int64_t> rows;
+  for (int64_t r = 3; r < table_.rows(); r += 7) rows.push_back(r);
+  for (int64_t k = 0; k < 2; ++k)
+    adam.step(table_,
+              {.row_dim = table_.row_dim(),
+               .rows = rows,
+               .values = synthetic_grad(static_cast<int64_t>(rows.size()) * table_.row_dim(), k)});
+  const std::string path = temp_path("fp8_trained.safetensors");
+  save_training_checkpoint(path, tensors(adam.state()));
+
+  const SafetensorsFile saved(path);
+  const TrainableTable requantised =
+      load_trainable_table(saved, "embed.weight", static_cast<int>(config_.quant_block));
+  const auto master = table_.weights();
+  size_t changed = 0;
+  for (size_t i = 0; i < master.size(); ++i) {
+    // E4M3: 3 mantissa bits (relative 2^-4), subnormal spacing 2^-9 of the block scale (<=
+    // amax/448)
+    const int64_t row = static_cast<int64_t>(i) / table_.row_dim();
+    float amax = 0;
+    for (int64_t j = 0; j < table_.row_dim(); ++j)
+      amax = std::max(amax, std::abs(master[row * table_.row_dim() + j]));
+    ASSERT_LE(std::abs(requantised.weights()[i] - master[i]),
+              0.0625f * std::abs(master[i]) + amax / 448 * 0.002f)
+        << "value " << i;
+    changed += requantised.weights()[i] != master[i];
+  }
+  EXPECT_GT(changed, 0u);          // trained values are not all FP8-representable
+  EXPECT_NO_THROW(forward(path));  // our loader reads the re-quantised layout
+
+  SparseAdam resumed({.lr = 1e-2}, table_.rows(), table_.row_dim());
+  TrainableTable fresh(table_.rows(), table_.row_dim());
+  load_training_checkpoint(path,
+                           std::vector<TrainedTensor>{{"embed.weight",
+                                                       {table_.rows(), table_.row_dim()},
+                                                       fresh.weights(),
+                                                       resumed.state(),
+                                                       static_cast<int>(config_.quant_block)}});
+  EXPECT_TRUE(std::equal(master.begin(), master.end(), fresh.weights().begin()));
+  EXPECT_EQ(resumed.step_count(), 2);
+  std::filesystem::remove(path);
 }
 
 TEST(TrainingCheckpointErrors, NameFileAndTensor) {

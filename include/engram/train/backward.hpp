@@ -343,9 +343,7 @@ void backward(const ParamsT<Scalar>& params, std::span<const Scalar> grad_output
   if (tape.recompute() || !a.valid) {  // recompute mode: rerun the forward into the workspace
     detail::run_forward(params, tape, a, static_cast<Scalar*>(nullptr));
     a.valid = true;
-  } else if (!fused) {
-    detail::stack_demo_projection(params, a.stacked_weight, a.stacked_bias);
-  }
+  }  // save mode: a.stacked_weight still holds the forward's (unchanged) projection
   if (grads.dense.size() != params.dense.size()) grads.dense = zero_dense<Scalar>(config);
   grads.hidden.resize(static_cast<size_t>(N * c));
 
@@ -422,16 +420,18 @@ void backward(const ParamsT<Scalar>& params, std::span<const Scalar> grad_output
         dz[i] = go[i] * sg * (Scalar(1) + z[i] * (Scalar(1) - sg));
       }
     });
-    // conv weight: per channel, sum over tokens in order
+    // conv weight: per channel, sum over tokens in order (channels inner: contiguous rows)
     Scalar* dcw = grads.dense[conv].value.data();
-    detail::parallel_for(c, 16, [&](int64_t begin, int64_t end, int) {
+    detail::parallel_for(c, 64, [&](int64_t begin, int64_t end, int) {
       for (int64_t ch = begin; ch < end; ++ch)
+        for (int64_t q = 0; q < kernel; ++q) dcw[ch * kernel + q] = 0;
+      for (int64_t t = 0; t < N; ++t)
         for (int64_t q = 0; q < kernel; ++q) {
           const int64_t back = (kernel - 1 - q) * dil;
-          Scalar acc = 0;
-          for (int64_t t = 0; t < N; ++t)
-            if (t % T >= back) acc += dz[t * c + ch] * xn[(t - back) * c + ch];
-          dcw[ch * kernel + q] = acc;
+          if (t % T < back) continue;
+          const Scalar* dz_row = dz + t * c;
+          const Scalar* xn_row = xn + (t - back) * c;
+          for (int64_t ch = begin; ch < end; ++ch) dcw[ch * kernel + q] += dz_row[ch] * xn_row[ch];
         }
     });
     // dxn[t'] = sum_q dz[t' + back_q] w[q]

@@ -1,9 +1,10 @@
 // engram/train/optimizers.hpp: sparse row optimisers for embedding tables, dense AdamW.
 //
 // Table optimisers update only the rows of a SparseRowGrad (train/sparse_grad.hpp), in ascending
-// row order, state beside the rows (ZeroedBuffer: untouched rows' state costs no memory). All math
-// in f32; hyperparameters are doubles and every scalar is formed in double and rounded to f32
-// once, as PyTorch does with Python floats. Per touched row r, gradient g [D], weights w [D]:
+// row order, state beside the rows (RowStorage: untouched rows' state costs no memory; in RAM or
+// in files, trainable_table.hpp's Placement). All math in f32; hyperparameters are doubles and
+// every scalar is formed in double and rounded to f32 once, as PyTorch does with Python floats. Per
+// touched row r, gradient g [D], weights w [D]:
 //   SparseSgd       w += f32(-lr) * g                                          (torch.optim.SGD)
 //   RowwiseAdagrad  g += weight_decay * w (if > 0);  sum[r] += (sum_j g_j^2) / D;
 //                   w -= f32(lr / (sqrt(sum[r]) + eps)) * g      (FBGEMM/TorchRec rowwise adagrad,
@@ -32,6 +33,8 @@
 #include <string_view>
 #include <thread>
 #include <vector>
+
+#include <Eigen/Core>
 
 #include "engram/error.hpp"
 #include "engram/train/sparse_grad.hpp"
@@ -107,6 +110,57 @@ inline void check_table(const TrainableTable& table, int64_t rows, int64_t row_d
                row_dim, "]");
 }
 
+/// The f32 scalars of one SparseAdam step.
+struct SparseAdamScalars {
+  float one_minus_beta1, one_minus_beta2, neg_step_size, eps;
+};
+
+/// SparseAdam on one row, the scalar reference (the spec in code).
+inline void sparse_adam_row_reference(float* w, float* m, float* v, const float* g, int64_t dim,
+                                      const SparseAdamScalars& k) noexcept {
+  for (int64_t j = 0; j < dim; ++j) {
+    const float m_new = m[j] + (g[j] - m[j]) * k.one_minus_beta1;
+    const float v_new = v[j] + (g[j] * g[j] - v[j]) * k.one_minus_beta2;
+    m[j] = m_new;
+    v[j] = v_new;
+    w[j] = w[j] + k.neg_step_size * (m_new / (std::sqrt(v_new) + k.eps));
+  }
+}
+
+/// SparseAdam on one row, vectorised through Eigen arrays (std::sqrt does not vectorise while
+/// it may set errno). Same formula as the reference; products may fuse into FMAs differently, and
+/// which values take the packet path depends on the row's address: RowStorage is page-aligned, so
+/// a given row of a given table shape always takes the same path (runs and resumes agree).
+inline void sparse_adam_row(float* w, float* m, float* v, const float* g, int64_t dim,
+                            const SparseAdamScalars& k) noexcept {
+  using Row = Eigen::Map<Eigen::ArrayXf>;
+  const Eigen::Map<const Eigen::ArrayXf> grad(g, dim);
+  Row mr(m, dim), vr(v, dim), wr(w, dim);
+  mr += (grad - mr) * k.one_minus_beta1;
+  vr += (grad.square() - vr) * k.one_minus_beta2;
+  wr += k.neg_step_size * (mr / (vr.sqrt() + k.eps));
+}
+
+/// The f32 scalars of one AdamW step.
+struct AdamWScalars {
+  float decay, beta1, beta2, one_minus_beta1, one_minus_beta2, neg_step_size, bias_correction2_sqrt,
+      eps;
+};
+
+/// AdamW on n values (torch's single-tensor AdamW, op by op). Scalar on purpose: a vectorised
+/// version peels by the address of its output, so a parameter or state moved to another address
+/// (a resume) could take the other path and round differently; dense weights are small.
+inline void adamw_span(float* w, float* m, float* v, const float* g, int64_t n,
+                       const AdamWScalars& k) noexcept {
+  for (int64_t i = 0; i < n; ++i) {
+    w[i] = w[i] * k.decay;
+    m[i] = m[i] * k.beta1 + k.one_minus_beta1 * g[i];
+    v[i] = v[i] * k.beta2 + k.one_minus_beta2 * g[i] * g[i];
+    const float denom = std::sqrt(v[i]) / k.bias_correction2_sqrt + k.eps;
+    w[i] = w[i] + k.neg_step_size * (m[i] / denom);
+  }
+}
+
 }  // namespace detail
 
 /// Options of SparseSgd.
@@ -159,8 +213,13 @@ struct RowwiseAdagradOptions {
 class RowwiseAdagrad {
  public:
   static constexpr std::string_view kKind = "rowwise_adagrad";
-  RowwiseAdagrad(RowwiseAdagradOptions options, int64_t rows, int64_t row_dim)
-      : options_(options), rows_(rows), row_dim_(row_dim), sum_(rows) {}
+  /// State in RAM, or in "<placement.path>.sum" (trainable_table.hpp).
+  RowwiseAdagrad(RowwiseAdagradOptions options, int64_t rows, int64_t row_dim,
+                 const Placement& placement = {})
+      : options_(options),
+        rows_(rows),
+        row_dim_(row_dim),
+        sum_(placement.make<float>(rows, ".sum")) {}
 
   void step(TrainableTable& table, const SparseRowGrad& grad) {
     detail::check_table(table, rows_, row_dim_, kKind);
@@ -193,6 +252,8 @@ class RowwiseAdagrad {
 
   /// The per-row state, [rows].
   std::span<float> sum() noexcept { return sum_.span(); }
+  /// Writes the touched state pages back to their file (no-op in RAM).
+  void flush() { sum_.flush(); }
   OptimizerState state() { return {kKind, {{"sum", {rows_}, sum_.span()}}, &step_}; }
   const RowwiseAdagradOptions& options() const noexcept { return options_; }
   int64_t step_count() const noexcept { return step_; }
@@ -200,7 +261,7 @@ class RowwiseAdagrad {
  private:
   RowwiseAdagradOptions options_;
   int64_t rows_, row_dim_;
-  ZeroedBuffer<float> sum_;
+  RowStorage<float> sum_;
   int64_t step_ = 0;
 };
 
@@ -217,12 +278,14 @@ struct SparseAdamOptions {
 class SparseAdam {
  public:
   static constexpr std::string_view kKind = "sparse_adam";
-  SparseAdam(SparseAdamOptions options, int64_t rows, int64_t row_dim)
+  /// State in RAM, or in "<placement.path>.exp_avg" and ".exp_avg_sq" (trainable_table.hpp).
+  SparseAdam(SparseAdamOptions options, int64_t rows, int64_t row_dim,
+             const Placement& placement = {})
       : options_(options),
         rows_(rows),
         row_dim_(row_dim),
-        exp_avg_(rows * row_dim),
-        exp_avg_sq_(rows * row_dim) {}
+        exp_avg_(placement.make<float>(rows * row_dim, ".exp_avg")),
+        exp_avg_sq_(placement.make<float>(rows * row_dim, ".exp_avg_sq")) {}
 
   void step(TrainableTable& table, const SparseRowGrad& grad) {
     detail::check_table(table, rows_, row_dim_, kKind);
@@ -239,23 +302,23 @@ class SparseAdam {
     float* w = table.weights().data();
     float* m = exp_avg_.data();
     float* v = exp_avg_sq_.data();
+    const detail::SparseAdamScalars k{one_minus_beta1, one_minus_beta2, neg_step_size, eps};
     detail::split_range(grad.size(), options_.threads, 1, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         const int64_t offset = grad.rows[i] * row_dim_;
-        const float* g = grad.values.data() + i * row_dim_;
-        for (int64_t j = 0; j < row_dim_; ++j) {
-          const float m_new = m[offset + j] + (g[j] - m[offset + j]) * one_minus_beta1;
-          const float v_new = v[offset + j] + (g[j] * g[j] - v[offset + j]) * one_minus_beta2;
-          m[offset + j] = m_new;
-          v[offset + j] = v_new;
-          w[offset + j] = w[offset + j] + neg_step_size * (m_new / (std::sqrt(v_new) + eps));
-        }
+        detail::sparse_adam_row(w + offset, m + offset, v + offset,
+                                grad.values.data() + i * row_dim_, row_dim_, k);
       }
     });
   }
 
   std::span<float> exp_avg() noexcept { return exp_avg_.span(); }
   std::span<float> exp_avg_sq() noexcept { return exp_avg_sq_.span(); }
+  /// Writes the touched state pages back to their files (no-op in RAM).
+  void flush() {
+    exp_avg_.flush();
+    exp_avg_sq_.flush();
+  }
   OptimizerState state() {
     return {kKind,
             {{"exp_avg", {rows_, row_dim_}, exp_avg_.span()},
@@ -268,7 +331,7 @@ class SparseAdam {
  private:
   SparseAdamOptions options_;
   int64_t rows_, row_dim_;
-  ZeroedBuffer<float> exp_avg_, exp_avg_sq_;
+  RowStorage<float> exp_avg_, exp_avg_sq_;
   int64_t step_ = 0;
 };
 
@@ -310,18 +373,12 @@ class DenseAdamW {
     const float neg_step_size = static_cast<float>(-(options_.lr / bias_correction1));
     const float bias_correction2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
     const float eps = static_cast<float>(options_.eps);
-    float* w = param.data();
-    const float* g = grad.data();
-    float* m = exp_avg_.data();
-    float* v = exp_avg_sq_.data();
+    const detail::AdamWScalars k{
+        decay, beta1, beta2, one_minus_beta1, one_minus_beta2, neg_step_size, bias_correction2_sqrt,
+        eps};
     detail::split_range(numel_, options_.threads, 1024, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        w[i] = w[i] * decay;
-        m[i] = m[i] * beta1 + one_minus_beta1 * g[i];
-        v[i] = v[i] * beta2 + one_minus_beta2 * g[i] * g[i];
-        const float denom = std::sqrt(v[i]) / bias_correction2_sqrt + eps;
-        w[i] = w[i] + neg_step_size * (m[i] / denom);
-      }
+      detail::adamw_span(param.data() + begin, exp_avg_.data() + begin, exp_avg_sq_.data() + begin,
+                         grad.data() + begin, end - begin, k);
     });
   }
 
