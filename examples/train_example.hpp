@@ -43,11 +43,11 @@ namespace engram::example {
 
 /// One line of usage (the `engram` command list) and the options (`finetune --help`).
 inline constexpr const char* kTrainSynopsis =
-    "--corpus TOKENS.safetensors --lookup LOOKUP.safetensors [--tokens N] [--epochs E] [--lr LR] "
+    "train --corpus TOKENS.safetensors --lookup LOOKUP.safetensors [--tokens N] [--epochs E] [--lr "
+    "LR] "
     "[--table-lr LR] [--table-optimizer adam|adagrad|sgd] [--seed S] [--threads N] [--csv F] "
-    "[--plot F.png] [--save F] (all options: finetune --help)";
+    "[--plot F.png] [--save F]";
 inline constexpr const char* kTrainOptions =
-    "  Fine-tunes an Engram layer on a frozen backbone and compares it with Engram off.\n"
     "  --tokens N          corpus tokens used, from the start (default 262144)\n"
     "  --seqlen T          tokens per sequence (default 256)\n"
     "  --val-every K       every K-th sequence is held out for validation (default 10)\n"

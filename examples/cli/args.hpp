@@ -46,6 +46,10 @@ class Args {
   }
 
   const std::vector<std::string>& positional() const { return positional_; }
+  /// A usage error naming the first positional argument, for commands that take none.
+  void expect_no_positional() const {
+    if (!positional_.empty()) throw UsageError("unexpected argument " + positional_.front());
+  }
   bool flag(const std::string& name) const { return flags_.count(name) > 0; }
   bool has(const std::string& name) const { return values_.count(name) > 0; }
 

@@ -1,9 +1,8 @@
-// `engram probe` and the `--help` of every command.
+// `engram probe` and `engram bench --probe` (help: help_cli_test.cpp).
 #include <gtest/gtest.h>
 
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -13,36 +12,6 @@ namespace engram {
 namespace {
 
 using test::run_cli;
-
-/// The command names `engram --help` lists ("  engram NAME ..." lines).
-std::vector<std::string> listed_commands() {
-  const auto r = run_cli("--help");
-  EXPECT_EQ(r.status, 0) << r.output;
-  std::vector<std::string> names;
-  std::istringstream lines(r.output);
-  for (std::string line; std::getline(lines, line);) {
-    const std::string lead = "  engram ";
-    if (line.rfind(lead, 0) != 0) continue;
-    names.push_back(line.substr(lead.size(), line.find(' ', lead.size()) - lead.size()));
-  }
-  return names;
-}
-
-TEST(CliHelp, EveryCommandAnswersHelpWithItsUsageAndStatusZero) {
-  const auto names = listed_commands();
-  ASSERT_GE(names.size(), 8u);
-  for (const auto& name : names) {
-    SCOPED_TRACE(name);
-    for (const char* flag : {"--help", "-h"}) {
-      const auto r = run_cli(name + " " + flag);
-      EXPECT_EQ(r.status, 0) << r.output;
-      EXPECT_EQ(r.output.rfind("usage: engram " + name, 0), 0u) << r.output;
-    }
-  }
-  // --help wins over anything else on the line, even arguments that would be an error.
-  const auto r = run_cli("forward --no-such-option --help");
-  EXPECT_EQ(r.status, 0) << r.output;
-}
 
 TEST(CliProbe, MeasuresEveryLimitAndWritesThemAsJson) {
   const std::string out = test::temp_file("engram_probe", "probe.json");

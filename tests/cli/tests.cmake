@@ -3,10 +3,15 @@ if(TARGET engram_cli)
   engram_add_test(cli_test cli/cli_test.cpp LIBS engram::tokenizer)
   target_compile_definitions(cli_test PRIVATE ENGRAM_CLI_PATH="$<TARGET_FILE:engram_cli>")
   add_dependencies(cli_test engram_cli)
-  # probe and every command's --help.
+  # probe and bench --probe.
   engram_add_test(probe_cli_test cli/probe_cli_test.cpp)
   target_compile_definitions(probe_cli_test PRIVATE ENGRAM_CLI_PATH="$<TARGET_FILE:engram_cli>")
   add_dependencies(probe_cli_test engram_cli)
+  # engram --help, every command's --help, unknown commands and options, the README's table.
+  engram_add_test(help_cli_test cli/help_cli_test.cpp)
+  target_compile_definitions(help_cli_test PRIVATE ENGRAM_CLI_PATH="$<TARGET_FILE:engram_cli>"
+                                                   ENGRAM_README_PATH="${PROJECT_SOURCE_DIR}/README.md")
+  add_dependencies(help_cli_test engram_cli)
   # demo on configs with fewer than three heads per order.
   engram_add_test(demo_cli_test cli/demo_cli_test.cpp)
   target_compile_definitions(demo_cli_test PRIVATE ENGRAM_CLI_PATH="$<TARGET_FILE:engram_cli>")

@@ -1,4 +1,4 @@
-// remote_commands.hpp: the engram CLI's memcached pool command (included by engram_cli.cpp):
+// cli/remote_commands.cpp: `engram push`, the memcached pool command:
 //
 //   engram push --table TABLE.engram --to memcached://HOST:PORT[,HOST:PORT...] [--chunk-pages N]
 //     stores every page of the packed table in the pool (remote_tier.hpp's page format and keys),
@@ -8,15 +8,14 @@
 //     out of memory is an error, not an eviction) is an error naming the server. Afterwards
 //     `--table memcached://HOST:PORT,...?fallback=TABLE.engram` serves the table from the pool.
 // Builds without libmemcached keep the command and report that it is unavailable.
-#pragma once
-
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdio>
+#include <functional>
 #include <string>
 
 #include "cli/args.hpp"
+#include "cli/command.hpp"
+#include "cli/progress.hpp"
 #include "engram/memory/packed_table.hpp"
 #include "engram/memory/tiers/memcached_uri.hpp"
 #include "engram/memory/tiers/remote_tier.hpp"
@@ -25,10 +24,11 @@
 #endif
 
 namespace engram::cli {
+namespace {
 
-inline int push(int argc, char** argv) {
+int push(int argc, char** argv) {
   const Args args(argc, argv, 2, {"table", "to", "chunk-pages"}, {});
-  if (!args.positional().empty()) throw UsageError("unexpected argument " + args.positional()[0]);
+  args.expect_no_positional();
   const std::string& to = args.str("to");
   if (!is_memcached_uri(to)) throw UsageError("--to expects memcached://HOST:PORT[,HOST:PORT...]");
   const MemcachedUri uri = parse_memcached_uri(to);
@@ -38,15 +38,9 @@ inline int push(int argc, char** argv) {
   const PackedTableFile file(args.str("table"));
   MemcachedStore store(uri.servers, uri.options);
   std::function<void(const PushProgress&)> progress;
-  if (::isatty(STDERR_FILENO) != 0) {
+  if (stderr_is_terminal()) {
     progress = [](const PushProgress& p) {
-      std::fprintf(stderr, "\r  %lld / %lld pages (%.1f%%), %.0f MB/s, %.0f s left   ",
-                   static_cast<long long>(p.pages_done), static_cast<long long>(p.pages_total),
-                   100.0 * static_cast<double>(p.pages_done) /
-                       static_cast<double>(std::max<int64_t>(1, p.pages_total)),
-                   p.megabytes_per_second, p.seconds_left);
-      if (p.pages_done == p.pages_total) std::fprintf(stderr, "\n");
-      std::fflush(stderr);
+      print_progress(p.pages_done, p.pages_total, "pages", p.megabytes_per_second, p.seconds_left);
     };
   }
   const PushReport report = push_table(file, store, options, progress);
@@ -63,6 +57,19 @@ inline int push(int argc, char** argv) {
   detail::fail("engram push: this build has no memcached support (install libmemcached-dev and ",
                "rebuild; pushing to ", uri.servers.front().to_string(), ")");
 #endif
+}
+
+}  // namespace
+
+Command push_command() {
+  return {"push",
+          "load a packed table into a memcached pool, verifying pages",
+          "push --table TABLE.engram --to memcached://HOST:PORT[,HOST:PORT...] [--chunk-pages N]",
+          "  --table TABLE.engram       a packed table (pack)\n"
+          "  --to memcached://H:P,...   the pool (servers run with `memcached -M`)\n"
+          "  --chunk-pages N            pages stored and read back per round trip\n",
+          "push --table layer2.engram --to memcached://10.0.0.11:11211,10.0.0.12:11211",
+          push};
 }
 
 }  // namespace engram::cli

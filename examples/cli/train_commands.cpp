@@ -1,4 +1,4 @@
-// The `engram backward` subcommand (train/backward.hpp):
+// cli/train_commands.cpp: `engram backward`, one layer's gradients (train/backward.hpp):
 //
 //   engram backward --config CFG.json --lookup LOOKUP.safetensors --weights W.safetensors
 //                   [--prefix P] [--layer L] --input IN.safetensors -o OUT.safetensors
@@ -11,14 +11,14 @@
 // k_weight), table_grad_rows I64 [R] (sorted, distinct, global rows including the head offsets)
 // and table_grad_values F32 [R, row_dim]. The computation runs in f32 (FP8/bf16 checkpoints are
 // decoded to f32).
-#pragma once
-
 #include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "cli/args.hpp"
+#include "cli/command.hpp"
+#include "cli/layer_io.hpp"
 #include "engram/hashing/ngram_hasher.hpp"
 #include "engram/io/config.hpp"
 #include "engram/io/safetensors.hpp"
@@ -27,19 +27,16 @@
 
 namespace engram::cli {
 
-inline constexpr const char* kBackwardUsage =
-    "backward --config CFG.json --lookup LOOKUP.safetensors --weights W.safetensors [--prefix P] "
-    "[--layer L] --input IN.safetensors -o OUT.safetensors";
+namespace {
 
-inline int backward_command(int argc, char** argv) {
+int backward(int argc, char** argv) {
   const Args args(argc, argv, 2,
                   {"config", "lookup", "weights", "prefix", "layer", "input", "output"}, {});
-  if (!args.positional().empty()) throw UsageError("unexpected argument " + args.positional()[0]);
-  const auto config = EngramConfig::load(args.str("config"));
-  const auto table = CompressionTable::load(args.str("lookup"));
-  const int64_t layer_id = args.integer("layer", config.layer_ids.front());
-  config.require_layer(layer_id, args.str("config"));
-  const NgramHasher hasher(config, table.lookup(), layer_id);
+  args.expect_no_positional();
+  const ConfigLayer c = ConfigLayer::open(args);
+  const EngramConfig& config = c.config;
+  const int64_t layer_id = c.layer_id;
+  const NgramHasher& hasher = *c.hasher;
   const CheckpointOptions options{.prefix = args.str("prefix", ""),
                                   .column_rows = {hasher.primes().begin(), hasher.primes().end()}};
   const auto params = train::load_params<float>(config, args.str("weights"), options);
@@ -87,6 +84,24 @@ inline int backward_command(int argc, char** argv) {
               static_cast<long long>(seq_len), static_cast<long long>(grads.table.size()),
               args.str("output").c_str());
   return 0;
+}
+
+}  // namespace
+
+Command backward_command() {
+  return {
+      "backward",
+      "one Engram layer's gradients: hidden states, dense weights, table rows",
+      "backward --config CFG.json --lookup LOOKUP.safetensors --weights W.safetensors "
+      "[--prefix P] [--layer L] --input IN.safetensors -o OUT.safetensors",
+      "  --config, --lookup, --weights, --prefix, --layer   the layer, as for forward\n"
+      "  --input FILE       input_ids [B, T], hidden_states and grad_output F32 [B, T, hc, d],\n"
+      "                     optional live U8 [B, T]\n"
+      "  -o, --output FILE  grad_hidden_states, one gradient per dense weight (official\n"
+      "                     names), table_grad_rows I64 [R], table_grad_values F32 [R, r]\n",
+      "backward --config cfg.json --lookup lookup.safetensors --weights w.safetensors --input "
+      "in.safetensors -o grads.safetensors",
+      backward};
 }
 
 }  // namespace engram::cli
