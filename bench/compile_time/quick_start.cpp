@@ -31,7 +31,7 @@ void run(const std::string& dir, std::span<const int64_t> input_ids, int64_t B, 
     // (2) the hasher, (3) + (4) the table and the gate block (weights; the rows stay in a tier)
     auto hasher =
         std::make_shared<const NgramHasherT<NumpyMultiplyXor>>(config, compression.lookup(), id);
-    auto engram = EngramLayerT<float>::load(
+    auto engram = EngramLayerT<float, DemoBlock, NumpyMultiplyXor>::load(
         config, file, hasher, {.prefix = "layers." + layer + ".engram.", .table_in_tier = true});
     // the tier (SSD file behind a 1 MiB cache) and the prefetch policy
     tables.push_back(open_table("file:" + dir + "/layer" + layer + ".engram?cache_mb=1"));

@@ -23,7 +23,7 @@
 #include "engram/memory/packed_writer.hpp"
 #include "engram/memory/tiers/in_memory_tier.hpp"
 #include "layer/layer_golden.hpp"
-#include "tiers/tier_test_support.hpp"
+#include "memory/tiers/tier_test_support.hpp"
 
 namespace engram {
 namespace {
