@@ -2,6 +2,9 @@
 //
 //   token embedding -> blocks [Engram (at config.layer_ids) -> causal attention -> MoE FFN] -> head
 //
+// The Engram layers sit behind one EngramStack (engram/layer/engram_stack.hpp): at the model input
+// stack.begin(ids) hashes the sequence for every layer (and would start every tiered layer's
+// fetch), and each block with an Engram layer calls stack.apply(block, hidden, delta).
 // The hidden state has hc_mult hyper-connection branches, [T, hc, d]. Engram reads all branches
 // and adds its output to each (hidden += engram(ids, hidden)); attention and the MoE read the mean
 // of the branches and add their output to every branch (a minimal hyper-connection). Weights are
@@ -24,6 +27,7 @@
 #include "cli/args.hpp"
 #include "engram/engram.hpp"
 #include "engram/layer/engram_layer.hpp"
+#include "engram/layer/engram_stack.hpp"
 #include "engram/tokenizer/vocab_compressor.hpp"
 #include "model/backbone.hpp"
 #include "random_checkpoint.hpp"
@@ -51,7 +55,6 @@ Matrix branch_mean(std::vector<float>& hidden, int64_t T, int64_t hc, int64_t d)
 }
 
 struct Block {
-  std::unique_ptr<EngramLayer> engram;  // null when this block has no Engram layer
   CausalSelfAttention attention;
   MoeFeedForward moe;
 };
@@ -70,16 +73,21 @@ int run(int argc, char** argv) {
   std::mt19937_64 rng(42);
   const Matrix embedding = random_matrix(table.vocab_size(), d, 1.0f, rng);
   std::vector<Block> model;
-  for (int64_t b = 0; b < blocks; ++b) {
-    Block block{nullptr, CausalSelfAttention(d, 8, rng), MoeFeedForward(d, 2 * d, 8, 2, rng)};
-    for (int64_t layer : config.layer_ids) {
-      if (layer != b) continue;
+  for (int64_t b = 0; b < blocks; ++b)
+    model.push_back(Block{CausalSelfAttention(d, 8, rng), MoeFeedForward(d, 2 * d, 8, 2, rng)});
+  // The Engram layers of the blocks this model has, behind one stack (null when there are none).
+  std::vector<int64_t> engram_blocks;
+  for (int64_t layer : config.layer_ids)
+    if (layer < blocks) engram_blocks.push_back(layer);
+  std::unique_ptr<EngramStack> stack;
+  if (!engram_blocks.empty()) {
+    stack = std::make_unique<EngramStack>(config, seqlen, engram_blocks);
+    for (int64_t layer : engram_blocks) {
       auto hasher = std::make_shared<const NgramHasher>(config, table.lookup(), layer);
       const std::string path = cached_random_checkpoint(cache_dir, config, hasher->primes(), layer);
-      block.engram = std::make_unique<EngramLayer>(
-          EngramLayer::load(config, std::make_shared<const SafetensorsFile>(path), hasher));
+      stack->set_resident(
+          layer, EngramLayer::load(config, std::make_shared<const SafetensorsFile>(path), hasher));
     }
-    model.push_back(std::move(block));
   }
 
   const SafetensorsFile corpus(args.str("corpus"));
@@ -95,7 +103,6 @@ int run(int argc, char** argv) {
 
   std::map<std::string, double> seconds;
   std::vector<double> engram_change(static_cast<size_t>(blocks), 0.0);
-  EngramLayer::Workspace ws;
   double loss_proxy = 0;
   int64_t done = 0;
   for (int64_t start = 0; start + seqlen <= tokens; start += seqlen, done += seqlen) {
@@ -107,11 +114,14 @@ int run(int argc, char** argv) {
       for (int64_t i = 0; i < hc; ++i)
         Eigen::Map<Vector>(hidden.data() + (t * hc + i) * d, d) = embedding.row(seq[t]).transpose();
     seconds["embedding"] += since(t0);
+    t0 = Clock::now();
+    if (stack) stack->begin(seq, 1, seqlen);  // every Engram layer's hash ids (and fetches)
+    seconds["engram"] += since(t0);
     for (int64_t b = 0; b < blocks; ++b) {
       Block& block = model[static_cast<size_t>(b)];
-      if (block.engram) {
+      if (stack && stack->contains(b)) {
         t0 = Clock::now();
-        block.engram->forward_tokens(seq, hidden, 1, seqlen, delta, ws);
+        stack->apply(b, hidden, delta);  // hidden += engram(ids, hidden), with the change measured
         double num = 0, den = 0;
         for (size_t k = 0; k < hidden.size(); ++k) {
           num += static_cast<double>(delta[k]) * delta[k];
@@ -152,7 +162,7 @@ int run(int argc, char** argv) {
   for (int64_t b = 0; b < blocks; ++b) {
     const Block& block = model[static_cast<size_t>(b)];
     std::printf("  block %lld:", static_cast<long long>(b));
-    if (block.engram)
+    if (stack && stack->contains(b))
       std::printf(" Engram changed the hidden state by %.1f%% (RMS);",
                   100.0 * engram_change[static_cast<size_t>(b)] / static_cast<double>(sequences));
     std::printf(" tokens per expert");

@@ -10,7 +10,7 @@ SUDO=""
 PACKAGES=(build-essential cmake pkg-config
           libeigen3-dev nlohmann-json3-dev libutf8proc-dev zlib1g-dev libxxhash-dev liburing-dev
           libgtest-dev libgmock-dev libbenchmark-dev
-          libmemcached-dev memcached libopenblas-dev libdnnl-dev "$@")
+          libmemcached-dev memcached libopenblas-dev libdnnl-dev libpng-dev "$@")
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -20,7 +20,8 @@ namespace engram::cli {
   X(push)                      \
   X(bench)                     \
   X(probe)                     \
-  X(demo)
+  X(demo)                      \
+  X(train)
 
 #define ENGRAM_CLI_DECLARE_COMMAND(name) Command name##_command();
 ENGRAM_CLI_COMMANDS(ENGRAM_CLI_DECLARE_COMMAND)

@@ -49,13 +49,15 @@
 #include <vector>
 
 #include "cli/args.hpp"
-#include "engram/layer/engram_layer.hpp"
-#include "engram/memory/packed_table.hpp"
-#include "engram/memory/tiered_memory.hpp"
-#include "engram/memory/tiers/open_table.hpp"
-#include "model/backbone.hpp"
 #include "cli/probe.hpp"
 #include "cli/tier_commands.hpp"
+#include "engram/layer/engram_layer.hpp"
+#include "engram/layer/tiered_layer.hpp"
+#include "engram/memory/packed_writer.hpp"
+#include "engram/memory/tiers/open_table.hpp"
+#include "engram/memory/tiers/packed_file.hpp"
+#include "engram/memory/tiers/tiered_memory.hpp"
+#include "model/backbone.hpp"
 
 namespace engram::cli {
 namespace offload {
@@ -351,8 +353,6 @@ inline int bench_offload(int argc, char** argv) {
   };
   std::vector<float> hidden, delta(static_cast<size_t>(seq * width));
   EngramLayer::Workspace ws;
-  std::vector<int64_t> hash_ids(static_cast<size_t>(seq * offloaded.num_columns()));
-  std::vector<float> e(static_cast<size_t>(seq * config.memory_dim())), e_next(e.size());
   std::vector<float> hidden_offloaded;
   auto open = [&] { return open_table("file:" + path, {.cache_bytes = cache_mb << 20}); };
 
@@ -366,12 +366,10 @@ inline int bench_offload(int argc, char** argv) {
     PassResult result;
     result.tokens = count * seq;
     auto run = [&](auto policy) {
-      using Policy = decltype(policy);
-      TieredMemoryT<AnyTier, Policy> memory(table.tier, table.info, {.max_tokens = seq});
-      auto submit = [&](int64_t i) {
-        offloaded.hash_tokens(batch_ids(i), 1, seq, hash_ids);
-        return memory.submit(hash_ids);
-      };
+      // The offloaded layer: TieredLayerT hashes, fetches (look-ahead: on the prefetch worker) and
+      // decodes; stage() charges the wait for a batch's rows to the batch that waited.
+      TieredLayerT<EngramLayer, AnyTier, decltype(policy)> tiered(offloaded, table.tier, table.info,
+                                                                  policy, seq);
       auto resident_batch = [&](int64_t i) {
         const auto t0 = Clock::now();
         backbone.embed(batch_ids(i), hidden);
@@ -383,27 +381,25 @@ inline int bench_offload(int argc, char** argv) {
         backbone.blocks(hidden, seq, 2, 4);
         result.resident_seconds += since(t0);
       };
-      typename TieredMemoryT<AnyTier, Policy>::Ticket next;
+      auto stage = [&](const auto& ticket) {
+        const auto tw = Clock::now();
+        tiered.stage(ticket);
+        result.wait_seconds += since(tw);
+      };
+      typename decltype(tiered)::Ticket current, next;
       const int64_t last = first + count;
       auto offloaded_batch = [&](int64_t i) {
         const auto t0 = Clock::now();
-        if (use_prefetch && i == first) result.fetched += memory.wait(submit(i), e);  // fill
-        if (use_prefetch && i + 1 < last) next = submit(i + 1);  // overlaps batch i's blocks
+        if (use_prefetch && i == first) stage(current = tiered.prefetch(batch_ids(i), 1, seq));
+        if (use_prefetch && i + 1 < last)
+          next = tiered.prefetch(batch_ids(i + 1), 1, seq);  // overlaps batch i's blocks
         backbone.embed(batch_ids(i), hidden_offloaded);
         backbone.blocks(hidden_offloaded, seq, 0, 2);
-        if (!use_prefetch) {
-          const auto tw = Clock::now();
-          result.fetched += memory.wait(submit(i), e);
-          result.wait_seconds += since(tw);
-        }
-        offloaded.forward_memory(e, hidden_offloaded, 1, seq, delta, ws);
+        if (!use_prefetch) stage(current = tiered.prefetch(batch_ids(i), 1, seq));
+        tiered.forward(current, hidden_offloaded, delta, ws);
         add_delta(hidden_offloaded, delta);
         backbone.blocks(hidden_offloaded, seq, 2, 4);
-        if (use_prefetch && i + 1 < last) {
-          const auto tw = Clock::now();
-          result.fetched += memory.wait(next, e_next);  // batch i+1's rows, staged during batch i
-          result.wait_seconds += since(tw);
-        }
+        if (use_prefetch && i + 1 < last) stage(current = next);  // staged during batch i
         result.offloaded_seconds += since(t0);
       };
       for (int64_t i = first; i < last; ++i) {
@@ -414,14 +410,14 @@ inline int bench_offload(int argc, char** argv) {
           offloaded_batch(i);
           resident_batch(i);
         }
-        if (use_prefetch) std::swap(e, e_next);
         if (checksum(hidden) != checksum(hidden_offloaded)) ++result.mismatches;
       }
+      result.fetched = tiered.fetched();
     };
     if (use_prefetch) {
-      run(prefetch::Asynchronous{});
+      run(LookAheadPrefetch{.batches = 2});
     } else {
-      run(prefetch::Synchronous{});
+      run(SyncPrefetch{});
     }
     ENGRAM_CHECK(result.mismatches == 0,
                  "bench-offload: the offloaded run's hidden states differ from the resident "
@@ -475,11 +471,12 @@ inline int bench_offload(int argc, char** argv) {
     backbone.set_spin_per_block(static_cast<double>(seq) / rate / 4.0);
     OpenedTable table = open();
     if (steady) {  // the rows of [n, 2n) through the cache, no layer run
-      TieredMemoryT<AnyTier, prefetch::Synchronous> memory(table.tier, table.info,
-                                                           {.max_tokens = seq});
+      TieredLayerT<EngramLayer, AnyTier, SyncPrefetch> warm(offloaded, table.tier, table.info, {},
+                                                            seq);
       for (int64_t i = batches; i < 2 * batches; ++i) {
-        offloaded.hash_tokens(batch_ids(i), 1, seq, hash_ids);
-        memory.wait(memory.submit(hash_ids), e);
+        const auto ticket = warm.prefetch(batch_ids(i), 1, seq);
+        warm.stage(ticket);
+        warm.discard(ticket);
       }
     }
     return pass(table, steady ? 2 * batches : 0, batches, prefetch);

@@ -16,8 +16,8 @@
 #include "cli/args.hpp"
 #include "cli/command.hpp"
 #include "cli/progress.hpp"
-#include "engram/memory/packed_table.hpp"
 #include "engram/memory/tiers/memcached_uri.hpp"
+#include "engram/memory/tiers/packed_file.hpp"
 #include "engram/memory/tiers/remote_tier.hpp"
 #if ENGRAM_HAVE_MEMCACHED
 #include "engram/memory/tiers/memcached_store.hpp"

@@ -1,5 +1,5 @@
 // cli/tier_commands.cpp: `engram pack`, one layer's table as a packed `.engram` file
-// (memory/packed_table.hpp), from a checkpoint (any codec to any codec; same codec: bytes copied)
+// (memory/packed_format.hpp), from a checkpoint (any codec to any codec; same codec: bytes copied)
 // or from a V4.1 directory as released (FP8 rows and scales read in place and written as they
 // are). Progress on stderr when it is a terminal; one summary line on stdout. The file appears only
 // when complete (tmp + rename): an interrupted pack leaves nothing that loads.
@@ -72,8 +72,7 @@ int pack(int argc, char** argv) {
   }
   std::string codec_name = args.str("codec");
   if (codec_name == "fp8") codec_name = "fp8_e4m3";
-  if (codec_name != "f32" && codec_name != "bf16" && codec_name != "f16" &&
-      codec_name != "fp8_e4m3")
+  if (!is_codec_name(codec_name))
     throw UsageError("--codec must be f32, bf16, f16 or fp8, got '" + codec_name + "'");
   double max_mb_per_s = 0;
   if (args.has("max-mb-per-s")) {

@@ -28,37 +28,18 @@
 #include "engram/io/hf_config.hpp"
 #include "engram/io/safetensors.hpp"
 #include "engram/layer/checkpoint.hpp"
-#include "engram/memory/codec.hpp"
-#include "engram/memory/packed_table.hpp"
-#include "engram/memory/tiered_memory.hpp"
+#include "engram/layer/tiered_layer.hpp"
+#include "engram/memory/codec_registry.hpp"
+#include "engram/memory/packed_writer.hpp"
 #include "engram/memory/tiers/open_table.hpp"
+#include "engram/memory/tiers/packed_file.hpp"
+#include "engram/memory/tiers/tiered_memory.hpp"
 
 namespace engram::cli {
 
-/// A row codec chosen at run time. codec_tag is the one place the CLI maps codec names to codec
-/// types (memory/codec.hpp's registry takes its place once it has one); call it through
-/// std::visit.
-using CodecTag = std::variant<codec::F32, codec::BF16, codec::F16, codec::Fp8E4M3T<16>,
-                              codec::Fp8E4M3T<32>, codec::Fp8E4M3T<64>, codec::Fp8E4M3T<128>>;
-
-inline CodecTag codec_tag(const std::string& name, int64_t quant_block) {
-  if (name == "f32") return codec::F32{};
-  if (name == "bf16") return codec::BF16{};
-  if (name == "f16") return codec::F16{};
-  ENGRAM_CHECK(name == "fp8_e4m3", "unknown codec '", name, "'");
-  switch (quant_block) {
-    case 16:
-      return codec::Fp8E4M3T<16>{};
-    case 32:
-      return codec::Fp8E4M3T<32>{};
-    case 64:
-      return codec::Fp8E4M3T<64>{};
-    case 128:
-      return codec::Fp8E4M3T<128>{};
-    default:
-      detail::fail("quant_block ", quant_block, " is not supported (16, 32, 64 or 128)");
-  }
-}
+/// A row codec chosen at run time: memory/codec_registry.hpp's tags (engram::codec_tag maps a
+/// codec name and quant block to one); call it through std::visit.
+using CodecTag = Codecs::tags;
 
 /// A pack progress printer: "\r" lines on a terminal (stderr), nothing otherwise.
 inline PackProgressFn pack_progress_printer() {
@@ -101,56 +82,59 @@ inline OpenedTable open_layer_table(const Args& args, const EngramConfig& config
 
 /// Runs `layer` (loaded with table_in_tier) over [B, T] tokens with its rows fetched from `table`,
 /// whole (chunk <= 0) or `chunk` tokens at a time with decode states; returns out [B, T, hc, d].
-/// The next chunk's rows are prefetched while the current chunk runs.
+/// The next chunk's rows are prefetched while the current chunk runs (TieredLayerT, look-ahead 2).
 /// `live` (empty, or [B, T] with 0 at dead tokens) is for the fused layer, whose gate it shuts.
 template <class Layer>
 std::vector<float> run_layer_from_table(const Layer& layer, OpenedTable& table, int64_t batch,
                                         int64_t seqlen, std::span<const int64_t> ids,
                                         std::span<const float> hidden, int64_t chunk,
                                         std::span<const uint8_t> live = {}) {
-  const int64_t width = layer.hc_mult() * layer.hidden_size(), cols = layer.num_columns();
+  const int64_t width = layer.hc_mult() * layer.hidden_size();
   if (chunk <= 0 || chunk >= seqlen) chunk = seqlen;
-  TieredMemoryT<AnyTier> memory(table.tier, table.info, {.max_tokens = batch * chunk});
   std::vector<float> out(hidden.size());
+  if (seqlen == 0 || batch == 0) return out;
+  if constexpr (!requires(std::vector<typename Layer::State*> s, typename Layer::Workspace ws) {
+                  layer.forward_memory(hidden, hidden, batch, seqlen, std::span<float>(out), s, ws,
+                                       live);
+                })
+    ENGRAM_CHECK(live.empty(), "run_layer_from_table: this layer takes no live mask");
+  // Two chunks in flight: chunk i + 1's rows are fetched while chunk i runs.
+  TieredLayerT<Layer, AnyTier, LookAheadPrefetch> tiered(layer, table.tier, table.info,
+                                                         {.batches = 2}, batch * chunk);
   std::vector<typename Layer::State> states;
   for (int64_t b = 0; b < batch; ++b) states.push_back(layer.make_state());
   std::vector<typename Layer::State*> state_ptrs;
   for (auto& s : states) state_ptrs.push_back(&s);
   typename Layer::Workspace ws;
-  std::vector<int64_t> ids_chunk, hash_ids;
-  std::vector<uint8_t> live_chunk, live_next;
-  std::vector<float> hidden_chunk, out_chunk, e;
+  std::vector<int64_t> ids_chunk;
+  std::vector<uint8_t> live_chunk;
+  std::vector<float> hidden_chunk, out_chunk;
   auto chunk_len = [&](int64_t t0) { return std::min(chunk, seqlen - t0); };
   // Hash chunk t0 (advancing the states' hash history) and queue its fetch.
-  auto submit = [&](int64_t t0) {
+  auto prefetch = [&](int64_t t0) {
     const int64_t k = chunk_len(t0);
-    copy_to_chunk(ids, batch, seqlen, 1, t0, k, ids_chunk);
-    live_next.clear();
-    if (!live.empty()) copy_to_chunk(live, batch, seqlen, 1, t0, k, live_next);
-    hash_ids.resize(static_cast<size_t>(batch * k * cols));
-    layer.hash_tokens(ids_chunk, batch, k, hash_ids, state_ptrs, live_next);
-    return memory.submit(hash_ids);
+    ids_chunk.resize(static_cast<size_t>(batch * k));
+    live_chunk.resize(live.empty() ? 0 : static_cast<size_t>(batch * k));
+    for (int64_t b = 0; b < batch; ++b) {
+      std::copy_n(ids.begin() + b * seqlen + t0, k, ids_chunk.begin() + b * k);
+      if (!live.empty()) std::copy_n(live.begin() + b * seqlen + t0, k, live_chunk.begin() + b * k);
+    }
+    return tiered.prefetch(ids_chunk, batch, k, state_ptrs, live_chunk);
   };
-  if (seqlen == 0 || batch == 0) return out;
-  auto ticket = submit(0);
+  auto ticket = prefetch(0);
   for (int64_t t0 = 0; t0 < seqlen; t0 += chunk) {
     const int64_t k = chunk_len(t0);
-    e.resize(static_cast<size_t>(batch * k * memory.memory_dim()));
-    memory.wait(ticket, e);
-    live_chunk = live_next;
-    if (t0 + chunk < seqlen) ticket = submit(t0 + chunk);  // overlaps this chunk's layer
-    copy_to_chunk(hidden, batch, seqlen, width, t0, k, hidden_chunk);
+    auto next = t0 + chunk < seqlen ? prefetch(t0 + chunk) : decltype(ticket){};
+    hidden_chunk.resize(static_cast<size_t>(batch * k * width));
     out_chunk.resize(hidden_chunk.size());
-    if constexpr (requires {
-                    layer.forward_memory(e, hidden_chunk, batch, k, out_chunk, state_ptrs, ws,
-                                         live_chunk);
-                  }) {
-      layer.forward_memory(e, hidden_chunk, batch, k, out_chunk, state_ptrs, ws, live_chunk);
-    } else {
-      ENGRAM_CHECK(live.empty(), "run_layer_from_table: this layer takes no live mask");
-      layer.forward_memory(e, hidden_chunk, batch, k, out_chunk, state_ptrs, ws);
-    }
-    copy_from_chunk<float>(out_chunk, batch, seqlen, width, t0, k, out);
+    for (int64_t b = 0; b < batch; ++b)
+      std::copy_n(hidden.begin() + (b * seqlen + t0) * width, k * width,
+                  hidden_chunk.begin() + b * k * width);
+    tiered.forward(ticket, hidden_chunk, out_chunk, state_ptrs, ws);
+    for (int64_t b = 0; b < batch; ++b)
+      std::copy_n(out_chunk.begin() + b * k * width, k * width,
+                  out.begin() + (b * seqlen + t0) * width);
+    ticket = next;
   }
   return out;
 }

@@ -29,3 +29,16 @@ engram_add_layer_test(layer_conformance_test layer/conformance_test.cpp)
 engram_add_layer_test(layer_engram_model_test layer/engram_model_test.cpp)
 # EngramModel builds the vocabulary compression from tokenizer.json (utf8proc, zlib).
 target_link_libraries(layer_engram_model_test PRIVATE engram::tokenizer)
+# TieredLayerT, prefetch strategies and EngramStackT (tiers need engram::xxhash for packed tables).
+if(TARGET engram::xxhash)
+  engram_add_layer_test(layer_tiered_layer_test layer/tiered_layer_test.cpp)
+  target_link_libraries(layer_tiered_layer_test PRIVATE engram::xxhash)
+endif()
+# The README's quick start, compiled and run (tokenizer: CompressionTable; tiers: packed tables).
+if(TARGET engram::xxhash AND TARGET engram::tokenizer)
+  engram_add_layer_test(layer_quick_start_test layer/quick_start_test.cpp)
+  target_link_libraries(layer_quick_start_test PRIVATE engram::xxhash engram::tokenizer)
+  if(TARGET engram::uring)
+    target_link_libraries(layer_quick_start_test PRIVATE engram::uring)
+  endif()
+endif()

@@ -25,7 +25,7 @@
 //   remaining rows). The fused checkpoint has no offsets, so it needs column_rows.
 // - CheckpointOptions::table_in_tier: the table lives in a RowTier (a packed `.engram` file, a
 //   remote pool), so the table tensors are not read; the layer gets a shape-only table
-//   (EmbeddingTableT::shape_only) and runs through forward_memory.
+//   (AnyEmbeddingTable::shape_only) and runs through forward_memory.
 // Thread safety: the loaded weights are immutable; share them freely.
 #pragma once
 
@@ -42,8 +42,8 @@
 #include "engram/detail/float16.hpp"
 #include "engram/error.hpp"
 #include "engram/io/safetensors.hpp"
-#include "engram/memory/codec.hpp"
-#include "engram/memory/embedding_table.hpp"
+#include "engram/memory/any_embedding_table.hpp"
+#include "engram/memory/codec_registry.hpp"
 
 namespace engram {
 
@@ -53,7 +53,7 @@ struct CheckpointOptions {
   std::string prefix = {};
   /// Rows of each hash column's sub-table, [cols] (the hasher's primes); empty: from the offsets.
   std::vector<int64_t> column_rows = {};
-  /// The table's rows live in a RowTier (a packed file, a remote pool; memory/tiered_memory.hpp),
+  /// The table's rows live in a RowTier (a packed file, a remote pool; memory/tiers/),
   /// not in the checkpoint: the table tensors are neither required nor read, column_rows is
   /// required, and the layer runs through forward_memory (its hash-id front ends throw).
   bool table_in_tier = false;
@@ -69,13 +69,9 @@ struct CheckpointOptions {
   bool bf16_compute = false;
 };
 
-/// The table codecs a layer accepts: demo rows F32/BF16/F16; fused FP8 rows with E8M0 scales per
-/// quant_block of 16, 32, 64 or 128 values.
-using LayerTable =
-    std::variant<EmbeddingTableT<codec::F32>, EmbeddingTableT<codec::BF16>,
-                 EmbeddingTableT<codec::F16>, EmbeddingTableT<codec::Fp8E4M3T<16>>,
-                 EmbeddingTableT<codec::Fp8E4M3T<32>>, EmbeddingTableT<codec::Fp8E4M3T<64>>,
-                 EmbeddingTableT<codec::Fp8E4M3T<128>>>;
+/// A layer's table: any registered codec (memory/codec_registry.hpp); demo rows F32/BF16/F16,
+/// fused FP8 rows with E8M0 scales per quant_block values.
+using LayerTable = AnyEmbeddingTable;
 
 /// Weights of the demo module (DemoBlock::Weights; EngramLayerT<Scalar, DemoBlock>).
 template <class Scalar = float>
@@ -242,11 +238,12 @@ inline void check_table_rows(const TensorView& t, std::span<const int64_t> colum
                " rows, expected at least sum(column_rows) = ", needed);
 }
 
-template <class Codec>
-LayerTable make_table(const TensorView& rows, const TensorView* scales, int64_t row_dim,
-                      std::vector<int64_t> column_rows) {
-  return EmbeddingTableT<Codec>(rows.bytes, scales ? scales->bytes : std::span<const std::byte>{},
-                                row_dim, std::move(column_rows), rows.file + ": " + rows.name);
+/// The table over tensor `rows` (and `scales`) stored with the codec of the rows' dtype.
+inline LayerTable make_table(const TensorView& rows, const TensorView* scales, int64_t row_dim,
+                             int64_t quant_block, std::vector<int64_t> column_rows) {
+  return AnyEmbeddingTable::make(dtype_name(rows.dtype), quant_block, rows.bytes,
+                                 scales ? scales->bytes : std::span<const std::byte>{}, row_dim,
+                                 std::move(column_rows), rows.file + ": " + rows.name);
 }
 
 }  // namespace detail
@@ -262,24 +259,9 @@ inline LayerTable tier_table(const EngramConfig& config, const CheckpointOptions
                "CheckpointOptions::column_rows (the hasher's primes, ",
                config.num_columns(), " values)");
   const std::string name = where + " (table rows in a tier)";
-  if (config.variant == Variant::kDemo)
-    return EmbeddingTableT<codec::F32>::shape_only(config.row_dim(), std::move(column_rows), name);
-  switch (config.quant_block) {
-    case 16:
-      return EmbeddingTableT<codec::Fp8E4M3T<16>>::shape_only(config.row_dim(),
-                                                              std::move(column_rows), name);
-    case 32:
-      return EmbeddingTableT<codec::Fp8E4M3T<32>>::shape_only(config.row_dim(),
-                                                              std::move(column_rows), name);
-    case 64:
-      return EmbeddingTableT<codec::Fp8E4M3T<64>>::shape_only(config.row_dim(),
-                                                              std::move(column_rows), name);
-    case 128:
-      return EmbeddingTableT<codec::Fp8E4M3T<128>>::shape_only(config.row_dim(),
-                                                               std::move(column_rows), name);
-    default:
-      fail(where, ": quant_block ", config.quant_block, " is not supported (16, 32, 64 or 128)");
-  }
+  const std::string_view codec = config.variant == Variant::kDemo ? "f32" : "fp8_e4m3";
+  return AnyEmbeddingTable::shape_only(codec, config.quant_block, config.row_dim(),
+                                       std::move(column_rows), name);
 }
 
 /// The demo module's dense weights (projections, norms, conv) into w.
@@ -360,20 +342,15 @@ EngramWeightsT<Scalar> load_engram_weights(const EngramConfig& config,
     }
   }
   detail::check_table_rows(table, column_rows);
-  auto make_table = [&]() -> LayerTable {
-    switch (table.dtype) {
-      case DType::kF32:
-        return detail::make_table<codec::F32>(table, nullptr, r, std::move(column_rows));
-      case DType::kBF16:
-        return detail::make_table<codec::BF16>(table, nullptr, r, std::move(column_rows));
-      case DType::kF16:
-        return detail::make_table<codec::F16>(table, nullptr, r, std::move(column_rows));
-      default:
-        detail::fail(file->path(), ": tensor '", table.name, "' has dtype ",
-                     dtype_name(table.dtype), ", expected F32, BF16 or F16");
-    }
-  };
-  EngramWeightsT<Scalar> w{config, file, make_table(), {}, {}, {}, {}, {}, {}, {}};
+  const CodecTraits* codec = find_codec(dtype_name(table.dtype), 0);
+  ENGRAM_CHECK(codec != nullptr && codec->scale_dtype.empty(), file->path(), ": tensor '",
+               table.name, "' has dtype ", dtype_name(table.dtype),
+               ", expected the dtype of a codec without scales (F32, BF16 or F16)");
+  EngramWeightsT<Scalar> w{
+      config, file, detail::make_table(table, nullptr, r, 0, std::move(column_rows)),
+      {},     {},   {},
+      {},     {},   {},
+      {}};
   detail::read_demo_dense(*file, config, options, w);
   return w;
 }
@@ -414,21 +391,13 @@ FusedEngramWeightsT<Scalar> load_fused_engram_weights(const EngramConfig& config
                "' has shape ", shape_string(rows.shape), ", expected [rows, ", hd, "] (head_dim)");
   scales.check_shape({rows.shape[0], hd / qb});
   detail::check_table_rows(rows, column_rows);
-  auto make_table = [&]() -> LayerTable {
-    switch (qb) {
-      case 16:
-        return detail::make_table<codec::Fp8E4M3T<16>>(rows, &scales, hd, std::move(column_rows));
-      case 32:
-        return detail::make_table<codec::Fp8E4M3T<32>>(rows, &scales, hd, std::move(column_rows));
-      case 64:
-        return detail::make_table<codec::Fp8E4M3T<64>>(rows, &scales, hd, std::move(column_rows));
-      case 128:
-        return detail::make_table<codec::Fp8E4M3T<128>>(rows, &scales, hd, std::move(column_rows));
-      default:
-        detail::fail(file->path(), ": quant_block ", qb, " is not supported (16, 32, 64 or 128)");
-    }
-  };
-  FusedEngramWeightsT<Scalar> w{config, file, make_table(), {}, {}, {}, {}, false, {}, {}, {}};
+  ENGRAM_CHECK(find_codec(dtype_name(rows.dtype), qb) != nullptr, file->path(), ": quant_block ",
+               qb, " is not supported (", codec_choices(), ")");
+  FusedEngramWeightsT<Scalar> w{
+      config, file,  detail::make_table(rows, &scales, hd, qb, std::move(column_rows)),
+      {},     {},    {},
+      {},     false, {},
+      {},     {}};
   const std::string wkv[] = {p + "wkv.weight"};
   detail::read_projection<Scalar>(*file, config, options, wkv, w);
   detail::read_dense(*file, p + "q_weight", {hc, d}, w.q_weight);

@@ -146,7 +146,7 @@ class EngramLayerT {
                       std::span<const uint8_t> live = {}) const;
 
   /// Whole sequences with the memory e given instead of gathered (rows fetched from a RowTier and
-  /// decoded, memory/tiered_memory.hpp): memory [B, T, cols * row_dim] as the table's gather
+  /// decoded, memory/tiers/tiered_memory.hpp): memory [B, T, cols * row_dim] as the table's gather
   /// would produce it (dead tokens' rows are ignored). Equals forward(hash_ids, ...) when memory is
   /// the gather of hash_ids.
   void forward_memory(std::span<const Scalar> memory, std::span<const Scalar> hidden, int64_t batch,

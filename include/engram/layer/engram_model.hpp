@@ -18,7 +18,7 @@
 //   F8_E8M0 [ceil(out / 32), ceil(in / 32)] (no NaN code 0xFF), or wkv.weight F32/BF16 alone;
 //   q_weight, k_weight [hc, d] (BF16 as released).
 // options.table_in_tier leaves the table tensors unread: the layers then run through
-// forward_memory with rows from any RowTier (memory/tiered_memory.hpp), e.g. the shards themselves.
+// forward_memory with rows from any RowTier (memory/tiers/), e.g. the shards themselves.
 // Link engram::tokenizer (tokenizer.json: utf8proc, zlib). Ownership: the model owns the
 // compression table, hashers and layers; the layers keep the mapped
 // shards alive. Thread safety: the loaded model is immutable; layers' const methods are
@@ -88,7 +88,7 @@ FusedEngramWeightsT<Scalar> load_v41_engram_weights(const HfEngramConfig& hf,
     scale.check_shape({rows, hd / qb});
     ENGRAM_CHECK(qb == 32, dir.path(), ": weight_block_size ", qb,
                  " is not supported for the table (32, as released)");
-    return detail::make_table<codec::Fp8E4M3T<32>>(embed, &scale, hd, std::move(column_rows));
+    return detail::make_table(embed, &scale, hd, qb, std::move(column_rows));
   };
   FusedEngramWeightsT<Scalar> w{config, nullptr, table(), {}, {}, {}, {}, false, {}, {}, {}};
   if (!table_in_tier) w.file = dir.file_of(p + "embed.weight");

@@ -1,41 +1,26 @@
 // engram/memory/codec.hpp: row codecs, i.e. how one embedding-table row of `row_dim` values is
-// stored in bytes, and how it is decoded to float / bfloat16 and encoded from float.
+// stored in bytes, decoded to float / bfloat16 and encoded from float. The list of codecs the
+// library uses is codec_registry.hpp; format details and rounding rules: docs/design/memory.md.
 //
 // Codecs are policy types (all members static) checked by the RowCodec concept:
-//   codec::F32      4 bytes per value (safetensors F32)
-//   codec::BF16     2 bytes per value (BF16), decode = bits << 16
-//   codec::F16      2 bytes per value (F16, IEEE binary16)
-//   codec::Fp8E4M3  1 byte per value (F8_E4M3, the "fn" variant) and one E8M0 exponent byte per
-//                   block of kQuantBlock = 32 values (F8_E8M0): the DeepSeek V4.1 layout
-//                     embed.weight           F8_E4M3 [rows, row_dim]
-//                     embed.weight_scale_inv F8_E8M0 [rows, ceil(row_dim / 32)]
-//                   value[i] = e4m3(code[i]) * 2^(scale[i / 32] - 127)
+//   codec::F32 / BF16 / F16  4 / 2 / 2 bytes per value (safetensors F32 / BF16 / F16)
+//   codec::Fp8E4M3T<B>       1 byte per value (F8_E4M3 "fn") and one E8M0 scale byte (F8_E8M0)
+//                            per block of B values: value[i] = e4m3(code[i]) * 2^(scale[i/B] - 127)
+//                            (B = 32: the DeepSeek V4.1 layout, alias codec::Fp8E4M3)
+// Layout: rows back to back (row g at g * row_bytes(row_dim)), scales in a second array (row g at
+// g * scale_bytes(row_dim)); nothing is aligned.
 //
-// Layout: a table stores its rows back to back (row g at byte g * row_bytes(row_dim)) and, for
-// codecs with scales, the scale bytes in a second array (row g at g * scale_bytes(row_dim)).
-// Nothing is aligned: every codec reads and writes unaligned bytes.
-//
-// E4M3 "fn": sign, 4 exponent bits (bias 7), 3 mantissa bits, no infinities; 0x7F / 0xFF are NaN;
-// exponent 0 is subnormal: m/8 * 2^-6. Largest finite value 448. E8M0: 2^(byte - 127); 0xFF is
-// NaN (OCP MX convention; the PyTorch reference would give inf, but never produces that byte).
-//
-// Guarantees:
-// - decode_row (fast, AVX-512 where available) and decode_row_reference (plain scalar, the spec)
-//   give bit-identical results for every input, NaN payloads aside (both give a NaN). Decoding is
-//   exact: FP8 values are e4m3(code) * 2^(scale - 127) rounded once to float (only scale bytes
-//   below 10 make the product subnormal and round), exactly the PyTorch reference's
-//   `EngramFused.rows`.
-// - decode to BFloat16 = decode to float, then round to nearest even.
-// - encode_row: F32 copies; BF16/F16 round to nearest even; Fp8E4M3 picks per block the smallest
-//   power-of-two scale 2^k (k in [-127, 127]) with max|x| <= 448 * 2^k, then rounds x / 2^k to
-//   the nearest E4M3 value, ties to even, saturating to +-448; NaN -> 0x7F, +-inf -> +-448 (the
-//   block scale ignores non-finite values). An all-zero block gets scale byte 127.
-// - Every function reads exactly row_dim values (and ceil(row_dim / block) scale bytes) and
-//   writes exactly row_dim outputs: tails are masked, nothing is over-read or over-written.
-// - decode is noexcept and allocation-free. Validate row ids before calling (EmbeddingTableT does).
-// Not guaranteed: which NaN bit pattern a NaN input decodes to; with FTZ/DAZ set, FP8 scale bytes
-// below 10 may decode to zero instead of a subnormal.
+// Guarantees: decode_row (AVX-512 where available) and decode_row_reference (scalar, the spec)
+// give bit-identical results, NaN payloads aside, equal to the PyTorch reference's decode; decode
+// to bfloat16 = decode to float, then round to nearest even; encode_row rounds to nearest even
+// (FP8: smallest power-of-two block scale, saturating to +-448). Every function reads exactly
+// row_dim values (and their scale bytes) and writes exactly row_dim outputs. decode is noexcept
+// and allocation-free; validate row ids before calling (EmbeddingTableT does).
+// Not guaranteed: which NaN a NaN input decodes to; with FTZ/DAZ set, FP8 scale bytes below 10 may
+// decode to zero instead of a subnormal.
 // Thread safety: pure functions.
+//
+//   engram::codec::BF16::decode_row(row_bytes, nullptr, row_dim, out_floats);
 #pragma once
 
 #include <algorithm>

@@ -1,35 +1,20 @@
-// engram/memory/embedding_table.hpp: one Engram layer's flat embedding table (a non-owning view)
-// and the gather that turns hash ids into the concatenated memory vector e.
+// engram/memory/embedding_table.hpp: one Engram layer's flat embedding table (a non-owning view,
+// EmbeddingTableT<Codec>), its owning storage (InMemoryTableT) and the gather that turns hash ids
+// into the concatenated memory vector e. Performance notes: docs/design/memory.md.
 //
-// Layout (the reference's MultiHeadEmbedding): the table holds one block of rows per hash column
-// c = (order, head), c in [0, cols), cols = (N - 1) * H. Column c has column_rows[c] rows (its
-// prime) starting at global row offsets[c] = column_rows[0] + ... + column_rows[c - 1]. Each row is
-// row_dim values stored by a RowCodec (codec.hpp).
+// Layout (the reference's MultiHeadEmbedding): hash column c in [0, cols) has column_rows[c] rows
+// (its prime) from global row offsets[c] = column_rows[0] + ... + column_rows[c - 1]; each row is
+// row_dim values stored by a RowCodec (codec.hpp). Gather, hash_ids [tokens, cols] int64,
+// out [tokens, cols * row_dim]:
+//   out[t, c * row_dim : (c + 1) * row_dim] = decode(row offsets[c] + hash_ids[t, c])
 //
-// Gather semantics, hash_ids [tokens, cols] int64 row-major, out [tokens, cols * row_dim]:
-//   for t in [0, tokens), c in [0, cols):
-//     out[t, c * row_dim : (c + 1) * row_dim] = decode(row offsets[c] + hash_ids[t, c])
-// (tokens = B * T for a batch: flatten [B, T, cols] first.)
-//
-// Guarantees:
-// - Bounds: every hash id is checked against its column's row count before any row is read; a
-//   bad id throws engram::Error naming the table, token, column, id and the valid range.
-//   Construction checks that the byte spans hold all sum(column_rows) rows (and their scale
-//   bytes). Rows are never read out of bounds and out is written exactly (no overrun).
-// - gather (fast: software prefetch, optional deduplication of repeated rows, optional threads)
-//   and gather_reference (plain loop over decode_row_reference) give bit-identical outputs.
-// - gather is allocation-free in steady state: per-call scratch lives in a GatherWorkspace the
-//   caller keeps; it grows only when a call needs more than any earlier one. threads > 1 starts
-//   threads - 1 std::threads per call (thread creation allocates): use it for large batches.
-// - Ownership: EmbeddingTableT borrows its bytes (e.g. a memory-mapped safetensors tensor or an
-//   InMemoryTableT) and copies only the small column vectors; the storage must outlive the view.
+// Guarantees: every hash id is checked before any row is read (errors name the table, token,
+// column, id and range); construction checks that the storage holds every row; out is written
+// exactly. gather (prefetch, optional dedup and threads) == gather_reference, bit for bit. gather
+// is allocation-free in steady state (scratch in a caller-kept GatherWorkspace).
+// Ownership: the view borrows its bytes (a mapped tensor, an InMemoryTableT): keep them alive.
 // Thread safety: a table is immutable; concurrent gathers are safe with one workspace per caller.
-// Performance notes: a gather from a table far larger than the LLC is bound by TLB misses and
-// DRAM latency, not decoding. Storage on huge pages (InMemoryTableT asks for them) was 1.5-2x
-// faster than on 4 KiB pages; gather a few dozen tokens at a time so that `out` stays in L2 for
-// the consumer.
 //
-// Example:
 //   engram::InMemoryTableT<engram::codec::BF16> storage(64, {1009, 1013});   // zero rows
 //   auto table = storage.view();
 //   engram::GatherWorkspace workspace;
@@ -197,6 +182,13 @@ class GatherWorkspace {
  private:
   template <RowCodec>
   friend class EmbeddingTableT;
+  friend class AnyEmbeddingTable;
+
+  // float rows of a gather into double (AnyEmbeddingTable), at least `values` long
+  std::vector<float>& widen_scratch(size_t values) {
+    if (widen_.size() < values) widen_.resize(values);
+    return widen_;
+  }
 
   void prepare(int threads) {
     if (static_cast<int>(dedup_.size()) < threads) dedup_.resize(static_cast<size_t>(threads));
@@ -206,6 +198,7 @@ class GatherWorkspace {
 
   std::vector<detail::RowDedup> dedup_;
   std::vector<std::thread> workers_;
+  std::vector<float> widen_;
 };
 
 /// Non-owning view of one layer's embedding table stored with `Codec`.

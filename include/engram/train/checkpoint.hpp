@@ -38,6 +38,7 @@
 #include "engram/io/safetensors.hpp"
 #include "engram/layer/checkpoint.hpp"
 #include "engram/memory/codec.hpp"
+#include "engram/memory/codec_registry.hpp"
 #include "engram/train/optimizers.hpp"
 #include "engram/train/trainable_table.hpp"
 
@@ -80,22 +81,16 @@ inline void read_f32(const SafetensorsFile& file, const std::string& name,
   if (!out.empty()) std::memcpy(out.data(), t->bytes.data(), out.size() * sizeof(float));
 }
 
-/// Calls fn(codec) with the FP8 codec of `quant_block` values per scale (16, 32, 64 or 128).
+/// Calls fn(codec) with the registered FP8 codec of `quant_block` values per scale
+/// (memory/codec_registry.hpp); throws naming `where` and the choices for another block.
 template <class Fn>
 void with_fp8_codec(int quant_block, std::string_view where, Fn&& fn) {
-  switch (quant_block) {
-    case 16:
-      return fn(codec::Fp8E4M3T<16>{});
-    case 32:
-      return fn(codec::Fp8E4M3T<32>{});
-    case 64:
-      return fn(codec::Fp8E4M3T<64>{});
-    case 128:
-      return fn(codec::Fp8E4M3T<128>{});
-    default:
-      engram::detail::fail(where, ": FP8 quant_block must be 16, 32, 64 or 128, found ",
-                           quant_block);
-  }
+  visit_codec(
+      "fp8_e4m3", quant_block,
+      [&](auto codec) {
+        if constexpr (requires { decltype(codec)::kQuantBlock; }) fn(codec);
+      },
+      where);
 }
 
 /// Decodes the FP8 table `name` (F8_E4M3 [rows, dim]) with its scales `name`_scale_inv

@@ -11,10 +11,10 @@
 //          short_conv.conv.weight [hc * d, 1, k], short_conv.norms.{i}.weight [d]
 //   fused (V4.1): wkv.weight [(hc + 1) * d, m], q_weight [hc, d], k_weight [hc, d]
 // load_params reads a checkpoint through layer/checkpoint.hpp's loader (same names, prefixes and
-// checks) and decodes the table (F32/BF16/F16, FP8 with E8M0 scales) and an FP8 wkv (32 x 32 block
-// scales) into Scalar: FP8 and bf16 checkpoints train in f32 or f64 (re-quantise on save).
-// Ownership: plain values; copy freely. Thread safety: none beyond std::vector's.
-// Example:
+// checks; params_from_weights takes weights already loaded, e.g. a V4.1 EngramModel's) and decodes
+// the table (F32/BF16/F16, FP8 with E8M0 scales) and an FP8 wkv (32 x 32 block scales) into Scalar:
+// FP8 and bf16 checkpoints train in f32 or f64 (re-quantise on save). Ownership: plain values; copy
+// freely. Thread safety: none beyond std::vector's. Example:
 //   auto params = engram::train::load_params<float>(config, "weights.safetensors", {.column_rows
 //                 = primes});
 //   float* w = params.at("value_proj.weight").value.data();
@@ -143,44 +143,53 @@ void decode_table(const Weights& w, ParamsT<Scalar>& p) {
       w.table);
 }
 
-template <class Scalar>
-void put(ParamsT<Scalar>& p, std::string_view name, const Scalar* values) {
+template <class Scalar, class Value>
+void put(ParamsT<Scalar>& p, std::string_view name, const Value* values) {
   auto& t = p.at(name);
-  std::copy(values, values + t.numel(), t.value.begin());
+  for (int64_t i = 0; i < t.numel(); ++i) t.value[i] = static_cast<Scalar>(values[i]);
 }
 
 }  // namespace detail
 
-/// Loads a layer's parameters from a checkpoint (names, prefix, column_rows: CheckpointOptions,
-/// as the inference loader; bf16 options are ignored: parameters are Scalar).
-/// @tparam Scalar float or double.
-template <class Scalar = float>
-ParamsT<Scalar> load_params(const EngramConfig& config, std::shared_ptr<const SafetensorsFile> file,
-                            CheckpointOptions options = {}) {
-  options.bf16_projection = options.bf16_compute = options.table_in_tier = false;
+/// Parameters from loaded fused (V4.1) weights: FP8 table rows and FP8 wkv (32 x 32 block scales)
+/// decoded to Scalar (e.g. EngramModel::layer(l).weights() of a released V4.1 directory).
+template <class Scalar = float, class WeightScalar>
+ParamsT<Scalar> params_from_weights(const FusedEngramWeightsT<WeightScalar>& w) {
+  const EngramConfig& config = w.config;
   ParamsT<Scalar> p;
   p.config = config;
   p.dense = zero_dense<Scalar>(config);
   const int64_t d = config.hidden_size, hc = config.hc_mult, m = config.memory_dim();
-  if (config.variant == Variant::kFused) {
-    const auto w = load_fused_engram_weights<Scalar>(config, file, options);
-    detail::decode_table(w, p);
-    auto& wkv = p.at("wkv.weight").value;
-    if (!w.kv_weight.empty()) {
-      std::copy(w.kv_weight.begin(), w.kv_weight.end(), wkv.begin());
-    } else {  // FP8 codes with one E8M0 scale per 32 x 32 block
-      const int64_t out = (hc + 1) * d, scale_cols = (m + 31) / 32;
-      for (int64_t o = 0; o < out; ++o)
-        for (int64_t i = 0; i < m; ++i)
-          wkv[o * m + i] = static_cast<Scalar>(
-              engram::detail::e4m3_to_f32(w.wkv_fp8[o * m + i]) *
-              engram::detail::e8m0_to_f32(w.wkv_fp8_scale[(o / 32) * scale_cols + i / 32]));
-    }
-    detail::put(p, "q_weight", w.q_weight.data());
-    detail::put(p, "k_weight", w.k_weight.data());
-    return p;
+  detail::decode_table(w, p);
+  auto& wkv = p.at("wkv.weight").value;
+  if (!w.kv_weight.empty()) {
+    std::copy(w.kv_weight.begin(), w.kv_weight.end(), wkv.begin());
+  } else if (!w.kv_weight_bf16.empty()) {
+    for (size_t i = 0; i < wkv.size(); ++i)
+      wkv[i] = static_cast<Scalar>(engram::detail::bf16_bits_to_f32(w.kv_weight_bf16[i].bits));
+  } else {  // FP8 codes with one E8M0 scale per 32 x 32 block
+    const int64_t out = (hc + 1) * d, scale_cols = (m + 31) / 32;
+    for (int64_t o = 0; o < out; ++o)
+      for (int64_t i = 0; i < m; ++i)
+        wkv[o * m + i] = static_cast<Scalar>(
+            engram::detail::e4m3_to_f32(w.wkv_fp8[o * m + i]) *
+            engram::detail::e8m0_to_f32(w.wkv_fp8_scale[(o / 32) * scale_cols + i / 32]));
   }
-  const auto w = load_engram_weights<Scalar>(config, file, options);
+  std::copy(w.q_weight.begin(), w.q_weight.end(), p.at("q_weight").value.begin());
+  std::copy(w.k_weight.begin(), w.k_weight.end(), p.at("k_weight").value.begin());
+  return p;
+}
+
+/// Parameters from loaded demo weights (the stacked projection split back under its names).
+template <class Scalar = float, class WeightScalar>
+ParamsT<Scalar> params_from_weights(const EngramWeightsT<WeightScalar>& w) {
+  const EngramConfig& config = w.config;
+  ENGRAM_CHECK(!w.kv_weight.empty(), "train::params_from_weights: the demo weights hold a bf16 ",
+               "projection; load them without bf16_projection");
+  ParamsT<Scalar> p;
+  p.config = config;
+  p.dense = zero_dense<Scalar>(config);
+  const int64_t d = config.hidden_size, hc = config.hc_mult, m = config.memory_dim();
   detail::decode_table(w, p);
   for (int64_t i = 0; i <= hc; ++i) {
     const std::string base = i < hc ? "key_projs." + std::to_string(i) : "value_proj";
@@ -195,6 +204,18 @@ ParamsT<Scalar> load_params(const EngramConfig& config, std::shared_ptr<const Sa
   }
   detail::put(p, "short_conv.conv.weight", w.conv_weight.data());
   return p;
+}
+
+/// Loads a layer's parameters from a checkpoint (names, prefix, column_rows: CheckpointOptions,
+/// as the inference loader; bf16 options are ignored: parameters are Scalar).
+/// @tparam Scalar float or double.
+template <class Scalar = float>
+ParamsT<Scalar> load_params(const EngramConfig& config, std::shared_ptr<const SafetensorsFile> file,
+                            CheckpointOptions options = {}) {
+  options.bf16_projection = options.bf16_compute = options.table_in_tier = false;
+  if (config.variant == Variant::kFused)
+    return params_from_weights<Scalar>(load_fused_engram_weights<Scalar>(config, file, options));
+  return params_from_weights<Scalar>(load_engram_weights<Scalar>(config, file, options));
 }
 
 template <class Scalar = float>

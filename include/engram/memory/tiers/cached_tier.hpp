@@ -1,45 +1,21 @@
 // engram/memory/tiers/cached_tier.hpp: a hot-row cache in front of any RowTier, sized in bytes,
-// with TinyLFU admission and a segmented-LRU main region.
+// with TinyLFU admission (a count-min sketch; a missed row enters a full cache only when more
+// frequent than its victim) and a segmented-LRU main region (20 % probation / 80 % protected).
+// Why this policy, and measured hit rates: docs/design/memory.md.
 //
-// Policy, and why. Engram rows are looked up by hashed n-grams, whose popularity is Zipfian and
-// stable over a text (on the KJV Bible 1 % of the 2-gram rows take 65 % of the lookups, while most
-// 3-gram rows are seen once). Frequency, not recency, predicts the next lookup, and the long tail
-// of one-off rows is the enemy: under plain LRU every one-off row evicts a resident one. So:
-// - Admission (TinyLFU, Einziger et al. 2017): every lookup increments the row's count in a
-//   count-min sketch (4 rows of 4 x capacity 8-bit counters saturating at 15, conservative update,
-//   all counters halved after 16 x capacity lookups so that the estimate follows a drifting
-//   distribution). A missed row is admitted into a full cache only when its estimated frequency is
-//   strictly greater than that of the victim it would evict. One-off rows never displace hot ones.
-// - Eviction (segmented LRU, 20 % probation / 80 % protected): admitted rows enter probation; a hit
-//   promotes to protected (its LRU row is demoted back to probation when protected is full); the
-//   victim is probation's LRU row (protected's when probation is empty). A burst of rows seen twice
-//   cannot flush the rows hit many times.
-// W-TinyLFU's extra LRU window (for recency-bursty traces) is left out: hashed n-gram ids are close
-// to an independent Zipfian stream, where the window only costs hit rate. Measured on a Zipf(1.0)
-// stream mixed 1:1 with one-off rows, 1 % cache (tests/tiers/cached_tier_test.cpp): plain LRU
-// 0.40, SLRU 0.56, TinyLFU + SLRU 0.59 of hot lookups hit, against 0.63 for a clairvoyant static
-// cache of the most popular rows. The sample of 16 x capacity (TinyLFU's paper uses 10) resolves
-// the frequencies of rows near the cache boundary better (sample 10: 0.58, 40: 0.61) at the cost
-// of slower adaptation. Metadata: about 40 bytes per cached row plus 16 sketch bytes per row of
-// capacity, beyond capacity_bytes.
-//
-// Semantics of fetch(ids, out) (all-or-nothing, row_tier.hpp):
+// fetch(ids, out) (all-or-nothing, row_tier.hpp):
 //   hits   = ids whose row is resident when the batch starts (copied from the cache)
 //   misses = the other ids; their distinct rows are fetched from the inner tier in one batch
-//            (in first-occurrence order), copied to every position, then offered for admission
-//            in that order (admission may evict)
-//   an id that appears twice in a batch and missed counts as two misses and is fetched once
-// If the inner fetch throws, the batch's error propagates, no counter changes and nothing from it
-// is admitted (the cache never holds rows of a failed batch). Recency and sketch counts of the
-// failed batch's lookups remain.
+//            (first-occurrence order), copied to every position, then offered for admission
+// A failed inner fetch propagates; no counter changes and nothing of the batch is admitted.
 //
-// Counters: hits, misses, admissions, rejections (admission denied), evictions, resident rows.
-// Ownership: the cache owns its Inner tier (constructed in place from the forwarded arguments);
-// CachedTier<T&> borrows a tier that outlives it instead.
-// Guarantees: resident_rows() <= capacity_rows() = capacity_bytes / row_bytes at all times;
-// steady-state fetches do not allocate; not thread-safe (one fetch at a time); stats() and
-// resident_rows() may be read from other threads during a fetch (relaxed atomics), contains() and
-// estimated_frequency() may not.
+// Counters: hits, misses, admissions, rejections, evictions, resident rows.
+// Ownership: CachedTier<Inner> owns its inner tier (constructed in place); CachedTier<T&> borrows.
+// Guarantees: resident_rows() <= capacity_rows() = capacity_bytes / row_bytes; steady-state
+// fetches do not allocate; metadata about 40 bytes per cached row + 16 sketch bytes per row.
+// Thread safety: one fetch at a time; stats() and resident_rows() may be read concurrently.
+//
+//   engram::CachedTier<engram::DirectIOTier> tier({.capacity_bytes = 64 << 20}, "t.engram");
 #pragma once
 
 #include <algorithm>

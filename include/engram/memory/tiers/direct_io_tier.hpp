@@ -1,4 +1,4 @@
-// engram/memory/tiers/direct_io_tier.hpp: the RowTier of a packed table file (packed_table.hpp)
+// engram/memory/tiers/direct_io_tier.hpp: the RowTier of a packed table file (packed_file.hpp)
 // read with O_DIRECT at high queue depth, bypassing the page cache, so an 8-200 GB table costs no
 // RAM beyond the staging buffers.
 //
@@ -40,8 +40,8 @@
 #include <vector>
 
 #include "engram/error.hpp"
-#include "engram/memory/packed_table.hpp"
-#include "engram/memory/tiers/detail/io.hpp"
+#include "engram/memory/detail/io.hpp"
+#include "engram/memory/tiers/packed_file.hpp"
 #include "engram/memory/tiers/page_reader.hpp"
 #include "engram/memory/tiers/row_tier.hpp"
 
@@ -131,22 +131,9 @@ class DirectIOTierT {
 
     const PackedLayout& layout = file_.layout();
     const int64_t rows_per_page = layout.rows_per_page;
-    if (keys_.size() < n) keys_.resize(n);
-    for (size_t i = 0; i < n; ++i)
-      keys_[i] = static_cast<uint64_t>(ids[i] / rows_per_page) << 32 | static_cast<uint64_t>(i);
-    std::sort(keys_.begin(), keys_.begin() + static_cast<std::ptrdiff_t>(n));
-    pages_.clear();
+    detail::group_rows_by_page(ids, rows_per_page, keys_, pages_, group_begin_);
     offsets_.clear();
-    group_begin_.clear();
-    for (size_t j = 0; j < n; ++j) {
-      const auto page = static_cast<int64_t>(keys_[j] >> 32);
-      if (pages_.empty() || pages_.back() != page) {
-        pages_.push_back(page);
-        offsets_.push_back(layout.page_offset(page));
-        group_begin_.push_back(j);
-      }
-    }
-    group_begin_.push_back(n);
+    for (const int64_t page : pages_) offsets_.push_back(layout.page_offset(page));
 
     const auto row_bytes = static_cast<size_t>(layout.row_bytes);
     const bool verify = options_.verify_checksums;

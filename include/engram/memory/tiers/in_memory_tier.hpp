@@ -1,7 +1,7 @@
 // engram/memory/tiers/in_memory_tier.hpp: the RowTier of a table held in RAM: an owned vector of
 // row records (from_split interleaves an FP8 table's separate data and scale tensors), a
 // non-owning view of dense rows (e.g. a memory-mapped F32/BF16 safetensors tensor), or the pages
-// of a memory-mapped packed table (packed_table.hpp: map_packed_table).
+// of a memory-mapped packed table (packed_file.hpp: map_packed_table).
 //
 // Layout: row g is at
 //   base + (g / rows_per_page) * page_bytes + (g % rows_per_page) * row_bytes

@@ -1,28 +1,17 @@
 // engram/memory/tiers/open_table.hpp: opens an Engram table by a URI that says where its rows live,
 // returning the table's metadata and an AnyTier over the rows (any_tier.hpp).
 //
-// URIs:
-//   file:TABLE.engram[?cache_mb=N][&io=direct|buffered|mmap]
-//   TABLE.engram                        (a plain path is file:)
-//     io=direct (default) DirectIOTier: O_DIRECT reads through io_uring (pread threads as a
-//               fallback; buffered reads where the filesystem refuses O_DIRECT)
-//     io=buffered         DirectIOTier reading through the page cache
-//     io=mmap             InMemoryTier over the mapped file, every page checksum verified once
-//     cache_mb=N          a CachedTier (TinyLFU + SLRU) of N MiB in front (0 = none)
+//   file:TABLE.engram[?cache_mb=N][&io=direct|buffered|mmap]     (a plain path is file:)
+//     io=direct (default) DirectIOTier, O_DIRECT; io=buffered through the page cache;
+//     io=mmap InMemoryTier over the mapped file (pages verified once); cache_mb=N a CachedTier
 //   safetensors:SHARD?tensor=NAME[&scale=NAME][&scale_shard=SHARD2][&io=..][&cache_mb=N]
-//     a table inside a safetensors shard as shipped (SafetensorsTier): NAME is the weight tensor
-//     or its prefix (layers.1.engram.embed); the FP8 scale is `.scale` or `.weight_scale_inv`
-//     in the same shard unless scale / scale_shard say otherwise; io and cache_mb as for file:
+//     a table inside a safetensors shard as shipped (SafetensorsTier)
 //   hf:DIR?layer=L[&io=..][&cache_mb=N]
-//     layer L's table (layers.L.engram.embed.weight + its scale) of a Hugging Face checkpoint
-//     directory, shards found through DIR/model.safetensors.index.json (or DIR/model.safetensors)
-//     Shards carry no hashing metadata: TableOpenOptions::table_info gives it (the CLI derives it
-//     from the config); its num_rows and row_dim must match the tensor, its codec is the tensor's.
-// TableOpenOptions::cache_bytes applies when the URI gives no cache_mb.
-//
-// Adding a scheme: write `OpenedTable open_X_table(std::string_view uri, const TableOpenOptions&)`
-// in its own header and add one `if (uri.starts_with("X://")) return open_X_table(uri, options);`
-// line to open_table() below (memcached:// is one). detail::parse_table_query splits `?k=v&k=v`.
+//     layer L's table of a Hugging Face checkpoint directory (TableOpenOptions::table_info gives
+//     the hashing metadata the shards lack)
+//   memcached://... (memcached_store.hpp)
+// TableOpenOptions::cache_bytes applies when the URI gives no cache_mb. Details and how to add a
+// scheme: docs/design/memory.md.
 //
 // Errors: engram::Error naming the URI and what was wrong (unknown scheme or parameter, bad value)
 // or the file (PackedTableFile's validation).
@@ -41,12 +30,12 @@
 #include <utility>
 
 #include "engram/error.hpp"
-#include "engram/memory/packed_table.hpp"
 #include "engram/memory/tiers/any_tier.hpp"
 #include "engram/memory/tiers/cached_tier.hpp"
 #include "engram/memory/tiers/direct_io_tier.hpp"
 #include "engram/memory/tiers/in_memory_tier.hpp"
 #include "engram/memory/tiers/memcached_uri.hpp"
+#include "engram/memory/tiers/packed_file.hpp"
 #include "engram/memory/tiers/safetensors_tier.hpp"
 #if ENGRAM_HAVE_MEMCACHED
 #include "engram/memory/tiers/memcached_store.hpp"

@@ -46,7 +46,7 @@
 #endif
 
 #include "engram/error.hpp"
-#include "engram/memory/tiers/detail/io.hpp"
+#include "engram/memory/detail/io.hpp"
 
 namespace engram {
 

@@ -1,44 +1,21 @@
-// engram/memory/tiers/remote_tier.hpp: the RowTier of a packed table (packed_table.hpp) whose
-// pages live in a remote key-value pool (a memcached pool by default, memcached_store.hpp), and
-// `push_table`, which loads a packed table into such a pool.
+// engram/memory/tiers/remote_tier.hpp: the RowTier of a packed table whose pages live in a remote
+// key-value pool (memcached by default, memcached_store.hpp), and `push_table`, which loads a
+// packed table into such a pool. Page format and store seam: docs/design/memory.md.
 //
-// Remote page format (the seam a Mooncake / RDMA / Redis store plugs into):
-//   value(page p) = the bytes of packed page p, exactly as in the file (page_bytes bytes: rows
-//                   [p * rows_per_page, (p + 1) * rows_per_page) back to back, zero-filled)
-//   key(page p)   = "engram:" + 16 lowercase hex digits of the table id + ":" + decimal p
-//   table id      = the packed file's footer checksum (XXH3-64 over the footer, which covers the
-//                   header checksum and the checksum of the page checksum table): two tables share
-//                   keys only when their metadata and every page are identical
-// A value is accepted only when it is page_bytes long and XXH3-64(value, seed p) equals the file's
-// checksum table entry for p (the same check DirectIOTier makes on disk). The reader therefore
-// needs the packed file's header and checksum table (a few bytes per 4 KiB page), which the
-// serving host has anyway: the file is the durable copy behind the volatile pool.
+//   key(page p) = "engram:" + 16 hex digits of the table id (footer checksum) + ":" + p
+//   value       = the bytes of packed page p, exactly as in the file; accepted only when
+//                 page_bytes long and XXH3-64(value, seed p) equals the file's checksum entry
 //
-// One fetch_partial(ids [n], out):
-//   pages   = distinct ids[i] / rows_per_page, sorted
-//   store.get_many(keys of pages)                      // one batched round trip per server
-//   for each value returned: verify; copy the rows of that page to their batch positions
-//   missing() = the batch positions whose page was not found, not reachable (dead server,
-//               timeout) or failed verification; those positions of `out` are left untouched
-//   report: rows_from_storage = rows_from_remote = n - |missing|, pages_read = pages verified,
-//           bytes_read = their bytes
-// fetch(ids, out) is the all-or-nothing RowTier form: it throws engram::Error naming the first
-// missing page and why when any page is missing. FallbackTierT (fallback_tier.hpp) composes
-// fetch_partial with a durable tier so that the pool's failures cost latency, never correctness.
+// fetch_partial(ids [n], out): one batched get of the distinct pages; rows of verified pages are
+// copied to their positions; missing() lists the positions whose page was absent, unreachable or
+// corrupt (left untouched in out). fetch(ids, out) is the all-or-nothing form (throws naming the
+// first missing page). FallbackTierT composes fetch_partial with a durable tier.
+// A Store (PageStore concept): get_many(keys, lengths, on_value) never throws for a dead server;
+// put(key, bytes) -> kOk | kFull | kError; describe().
 //
-// A Store (PageStore concept) is a batched key-value client:
-//   get_many(keys, key_lengths, on_value(key, bytes)) -> StoreGetStatus  (never throws for a
-//       dead or slow server: it reports the failure and returns what the live servers had)
-//   put(key, bytes) -> StorePutStatus                                     (kOk, kFull, kError)
-//   describe()
-//
-// Threads: a tier object (and its Store: one connection per server) is used by one thread at a
-// time, as every tier (row_tier.hpp). Give each worker thread its own tier: clone() makes one with
-// its own connections that shares the table metadata. stats() may be read from any thread.
-// Steady-state fetches do not allocate (scratch grows to the largest batch; the store's value
-// buffer is reused).
-// Not guaranteed: that any page is in the pool (servers restart empty and may be full); rows are
-// never wrong, only missing.
+// Thread safety: one thread at a time per tier (clone() makes another with its own connections);
+// stats() from any thread. Steady-state fetches do not allocate.
+// Not guaranteed: that any page is in the pool; rows are never wrong, only missing.
 #pragma once
 
 #include <fcntl.h>
@@ -61,8 +38,8 @@
 #include <vector>
 
 #include "engram/error.hpp"
-#include "engram/memory/packed_table.hpp"
-#include "engram/memory/tiers/detail/io.hpp"
+#include "engram/memory/detail/io.hpp"
+#include "engram/memory/tiers/packed_file.hpp"
 #include "engram/memory/tiers/row_tier.hpp"
 
 namespace engram {
@@ -203,20 +180,7 @@ class RemoteTierT {
 
     const PackedLayout& layout = file_->layout();
     const int64_t rows_per_page = layout.rows_per_page;
-    if (keys_.size() < n) keys_.resize(n);
-    for (size_t i = 0; i < n; ++i)
-      keys_[i] = static_cast<uint64_t>(ids[i] / rows_per_page) << 32 | static_cast<uint64_t>(i);
-    std::sort(keys_.begin(), keys_.begin() + static_cast<std::ptrdiff_t>(n));
-    pages_.clear();
-    group_begin_.clear();
-    for (size_t j = 0; j < n; ++j) {
-      const auto page = static_cast<int64_t>(keys_[j] >> 32);
-      if (pages_.empty() || pages_.back() != page) {
-        pages_.push_back(page);
-        group_begin_.push_back(j);
-      }
-    }
-    group_begin_.push_back(n);
+    detail::group_rows_by_page(ids, rows_per_page, keys_, pages_, group_begin_);
     build_keys();
     page_state_.assign(pages_.size(), kPending);
 

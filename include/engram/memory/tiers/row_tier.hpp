@@ -12,7 +12,8 @@
 //   for i in [0, n): out[i * row_bytes, (i + 1) * row_bytes) = record(ids[i])
 // Duplicated ids are allowed (each position is written); an empty batch is allowed.
 //
-// Contract every tier keeps (tests/tiers/tier_conformance_test.cpp checks it for every tier):
+// Contract every tier keeps (tests/memory/tiers/tier_conformance_test.cpp checks it for every
+// tier):
 // - All or nothing: fetch either writes every requested row and returns a FetchReport, or throws
 //   engram::Error for that batch (id out of range, staging buffer too small, I/O error, short read,
 //   checksum mismatch). It never returns zeroed, stale or partial rows; after a throw the contents

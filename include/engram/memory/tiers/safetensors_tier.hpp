@@ -1,27 +1,18 @@
 // engram/memory/tiers/safetensors_tier.hpp: the RowTier of a table stored as tensors inside
 // ordinary safetensors shards, as DeepSeek-V4.1 ships it, served without a repack:
-//   layers.L.engram.embed.weight  F8_E4M3 [rows, r]            (or dense F32 / BF16 / F16, no
-//   scale) layers.L.engram.embed.scale   F8_E8M0 [rows, ceil(r / 32)] (vLLM:
-//   embed.weight_scale_inv)
-// The weight and scale tensors may sit anywhere in one shard or in two different shards.
+//   layers.L.engram.embed.weight  F8_E4M3 [rows, r] (or a dense codec's dtype, no scale)
+//   layers.L.engram.embed.scale   F8_E8M0 [rows, ceil(r / 32)] (vLLM: embed.weight_scale_inv)
+// The two tensors may sit in one shard or in two. A record is weight[g] ++ scale[g] (row_tier.hpp).
+// Direct modes read the 4 KiB pages covering each row's byte ranges (io_uring or pread, O_DIRECT);
+// io = kMmap copies from the mapped shard. Read plan: docs/design/memory.md.
 //
-// One fetch, ids [n]: record(g) = weight[g] (r bytes) ++ scale[g] (ceil(r / 32) bytes), as
-// row_tier.hpp. Direct modes read the 4 KiB pages covering each row's byte ranges:
-//   pieces = for each i, each of the row's two ranges, each page it touches:
-//              (page, out offset, offset in page, length)          // a row may straddle pages
-//   sort pieces by page; reader.read_pages(unique pages)           // io_uring or pread, O_DIRECT
-//   on page: copy its pieces to out; then (FP8) scan the scale bytes: 0xFF (NaN) throws
-// The file's last partial page is read once at open (an O_DIRECT read cannot end mid-page).
-// io = kMmap copies from the memory-mapped shard instead.
-//
-// Validation at open (engram::Error naming the file and tensor): the safetensors header
-// (SafetensorsFile: offsets inside the file, no overlaps), weight dtype F32/BF16/F16/F8_E4M3 and
-// 2-D shape [rows, r], scale dtype F8_E8M0 and shape [rows, ceil(r / quant_block)].
-// Guarantees: all or nothing (row_tier.hpp); out-of-range ids, I/O errors, short reads (a file
-// truncated after open) and NaN scale codes in a served row throw naming file, tensor and row.
-// Records are the shard's bytes, so their decode equals the in-memory table's bit for bit.
-// Thread safety: direct modes, one fetch at a time (the reader parallelises internally); kMmap
-// fetches may run concurrently. Steady-state fetches do not allocate.
+// Validation at open (errors name the file and tensor): the safetensors header, the weight dtype
+// (a registered codec's, codec_registry.hpp) and shape [rows, r], the scale dtype and shape.
+// Guarantees: all or nothing; out-of-range ids, I/O errors, short reads and NaN scale codes in a
+// served row throw naming file, tensor and row. Records are the shard's bytes, so their decode
+// equals the in-memory table's bit for bit.
+// Thread safety: direct modes, one fetch at a time; kMmap fetches may run concurrently.
+// Steady-state fetches do not allocate.
 //
 //   SafetensorsTier tier("model-00002-of-00003.safetensors", "layers.1.engram.embed.weight",
 //                        "model-00003-of-00003.safetensors", "layers.1.engram.embed.scale");
@@ -40,7 +31,8 @@
 
 #include "engram/error.hpp"
 #include "engram/io/safetensors.hpp"
-#include "engram/memory/tiers/detail/io.hpp"
+#include "engram/memory/codec_registry.hpp"
+#include "engram/memory/detail/io.hpp"
 #include "engram/memory/tiers/direct_io_tier.hpp"
 #include "engram/memory/tiers/page_reader.hpp"
 #include "engram/memory/tiers/row_tier.hpp"
@@ -65,18 +57,7 @@ struct SafetensorsTableSource {
 /// The row codec (codec.hpp kName) of table rows stored as `dtype`: fp8_e4m3 (F8_E4M3, with an
 /// F8_E8M0 scale tensor), f32, bf16, f16; empty for any other dtype.
 constexpr std::string_view row_codec_of(DType dtype) noexcept {
-  switch (dtype) {
-    case DType::kF32:
-      return "f32";
-    case DType::kBF16:
-      return "bf16";
-    case DType::kF16:
-      return "f16";
-    case DType::kF8E4M3:
-      return "fp8_e4m3";
-    default:
-      return {};
-  }
+  return codec_name_of_dtype(dtype_name(dtype));
 }
 
 namespace detail {
