@@ -6,6 +6,7 @@
 #define ENGRAM_EXTERN_TEMPLATES 1
 
 #include "engram/hashing/ngram_hasher.hpp"
+#include "engram/layer/engram_layer.hpp"
 #include "engram/nn/any_linear.hpp"
 #include "engram/nn/gate.hpp"
 #include "engram/nn/linear.hpp"
@@ -26,10 +27,9 @@ template class ShortConvT<float>;
 template class EngramGateT<float>;
 template class FusedGateT<float>;
 
-// layer/ (being unified into EngramLayerT<Scalar, Block, HashPolicy>, issue 14): add its common
-// instantiations here, with the matching `extern template` lines under ENGRAM_EXTERN_TEMPLATES at
-// the end of its header, e.g.
-//   template class EngramLayerT<float, DemoBlock, NumpyMultiplyXor>;
-//   template class EngramLayerT<float, V41Block, NumpyMultiplyXor>;
+// layer/: the two float layers with the reference hash (their members are defined out of the class
+// body, so this is their only copy in a program built with the switch).
+template class EngramLayerT<float, DemoBlock, NumpyMultiplyXor>;
+template class EngramLayerT<float, V41Block, NumpyMultiplyXor>;
 
 }  // namespace engram

@@ -2,18 +2,25 @@
 // engram::instantiations, which defines it), so the common types below are only declared
 // `extern template` here and their code comes from src/engram_instantiations.cpp. It must link
 // and compute what the references compute: the hasher against the oracle's goldens, the
-// projections (f32 and bf16 weights) against reference::linear at sizes off the SIMD width.
+// projections (f32 and bf16 weights) against reference::linear at sizes off the SIMD width, and
+// the two float layers (EngramLayer, V41EngramLayer) against the layer goldens and, bitwise,
+// against a header-only instantiation compiled in this TU (a hash policy that only renames
+// NumpyMultiplyXor makes EngramLayerT<float, Block, HeaderOnlyHash> a distinct type, which this TU
+// instantiates and compiles itself from the same member definitions).
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <type_traits>
 #include <vector>
 
 #include "engram/hashing/ngram_hasher.hpp"
+#include "engram/layer/engram_layer.hpp"
 #include "engram/nn/linear.hpp"
 #include "hashing/hashing_test_data.hpp"
+#include "layer/layer_golden.hpp"
 #include "support/random.hpp"
 
 #ifndef ENGRAM_EXTERN_TEMPLATES
@@ -62,6 +69,73 @@ TEST(ExternTemplates, ProjectionsFromTheLibraryMatchTheReference) {
         expect_linear_matches_reference<float>(rows, in, out);
         expect_linear_matches_reference<BFloat16>(rows, in, out);
       }
+}
+
+/// NumpyMultiplyXor under another name: layers over it are not among the extern instantiations.
+struct HeaderOnlyHash : NumpyMultiplyXor {
+  using NumpyMultiplyXor::NumpyMultiplyXor;
+};
+
+/// out of layer.forward_tokens (whole) then layer.forward (hash ids, streaming in two chunks).
+template <class Layer>
+std::vector<float> run_layer(const Layer& layer, const test::LayerGolden& g) {
+  typename Layer::Workspace ws;
+  std::vector<float> out(g.expected.size() * 2, -1.0f);
+  const std::span<float> whole(out.data(), g.expected.size());
+  layer.forward_tokens(g.input_ids, g.hidden, g.batch, g.seq_len, whole, ws);
+  std::vector<typename Layer::State> states;
+  for (int64_t b = 0; b < g.batch; ++b) states.push_back(layer.make_state());
+  std::vector<typename Layer::State*> ptrs;
+  for (auto& s : states) ptrs.push_back(&s);
+  // Chunks of T / 2 and T - T / 2 tokens, per sequence (rows of [B, t, ...] gathered per chunk).
+  const int64_t cols = layer.num_columns(), c = g.width();
+  for (const auto& [begin, end] : {std::pair<int64_t, int64_t>{0, g.seq_len / 2},
+                                   std::pair<int64_t, int64_t>{g.seq_len / 2, g.seq_len}}) {
+    const int64_t t = end - begin;
+    std::vector<int64_t> ids(static_cast<size_t>(g.batch * t * cols));
+    std::vector<float> hidden(static_cast<size_t>(g.batch * t * c)), part(hidden.size());
+    for (int64_t b = 0; b < g.batch; ++b) {
+      std::copy_n(g.hash_ids.begin() + (b * g.seq_len + begin) * cols, t * cols,
+                  ids.begin() + b * t * cols);
+      std::copy_n(g.hidden.begin() + (b * g.seq_len + begin) * c, t * c,
+                  hidden.begin() + b * t * c);
+    }
+    layer.forward(ids, hidden, g.batch, t, part, ptrs, ws);
+    for (int64_t b = 0; b < g.batch; ++b)
+      std::copy_n(part.begin() + b * t * c, t * c,
+                  out.begin() + static_cast<std::ptrdiff_t>(g.expected.size()) +
+                      (b * g.seq_len + begin) * c);
+  }
+  return out;
+}
+
+template <class Block>
+void expect_layer_matches_header_only(const std::vector<const char*>& goldens) {
+  for (const char* name : goldens) {
+    SCOPED_TRACE(name);
+    const test::LayerGolden g = test::load_layer_golden(name);
+    const auto library = test::load_with_hasher<EngramLayerT<float, Block>>(g, g.layer_id);
+    const EngramLayerT<float, Block, HeaderOnlyHash> header_only =
+        EngramLayerT<float, Block, HeaderOnlyHash>::load(
+            g.config, g.weights,
+            std::make_shared<const NgramHasherT<HeaderOnlyHash>>(g.config, test::dsv3_lookup(),
+                                                                 g.layer_id));
+    const std::vector<float> a = run_layer(library, g), b = run_layer(header_only, g);
+    const std::span<const float> whole(a.data(), g.expected.size());
+    EXPECT_LT(test::oracle_error(whole, std::span<const float>(g.expected)),
+              test::kOracleTolerance);
+    ASSERT_EQ(a.size(), b.size());
+    EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)))
+        << "the library's instantiation differs from the header-only one";
+  }
+}
+
+TEST(ExternTemplates, DemoLayerFromTheLibraryEqualsTheHeaderOnlyBuild) {
+  expect_layer_matches_header_only<DemoBlock>({"demo_a", "demo_b", "demo_c", "demo_d"});
+}
+
+TEST(ExternTemplates, V41LayerFromTheLibraryEqualsTheHeaderOnlyBuild) {
+  expect_layer_matches_header_only<V41Block>({"fused_a", "fused_b", "fused_c"});
 }
 
 }  // namespace

@@ -21,6 +21,7 @@
 #include "engram/hashing/ngram_hasher.hpp"
 #include "engram/io/config.hpp"
 #include "engram/io/safetensors.hpp"
+#include "hashing/hashing_test_data.hpp"
 #include "support/test_data.hpp"
 
 namespace engram::test {
@@ -137,13 +138,8 @@ inline void write_checkpoint_editing(const LayerGolden& g, const std::string& pa
   });
 }
 
-/// The DeepSeek-V3 compression table the layer goldens were made with
-/// (tests/data/hashing/dsv3_lookup.safetensors).
-inline const std::vector<int64_t>& dsv3_lookup() {
-  static const std::vector<int64_t> lookup =
-      SafetensorsFile(data_path("hashing/dsv3_lookup.safetensors")).read_int64("lookup");
-  return lookup;
-}
+// dsv3_lookup() (hashing/hashing_test_data.hpp): the compression table the layer goldens were made
+// with.
 
 /// The golden's layer with a token-id front end: the hasher of layer `layer_id` over dsv3_lookup.
 template <class Layer>
