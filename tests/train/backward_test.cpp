@@ -2,6 +2,7 @@
 // dead tokens), central finite differences in double, the inference layers' forward, recompute ==
 // save, and bitwise equality across thread counts.
 #include "engram/train/backward.hpp"
+#include "engram/io/config.hpp"
 
 #include <gtest/gtest.h>
 

@@ -14,18 +14,12 @@
 //         q_weight [hc, d], k_weight [hc, d]
 // Dense tensors may be F32, F64, BF16 or F16 and are converted to Scalar.
 //
-// Guarantees:
-// - Every tensor's dtype and shape is checked against the config; errors name the file, the tensor,
-//   the expected and the found shape. The table's row count must cover sum(column_rows).
-// - The table is never copied: the weights keep the memory-mapped file alive (shared_ptr) and view
-//   its rows. Dense projections are copied once (and stacked: demo keys + value become one
-//   [(hc + 1) * d, m] matrix, keys first, as the fused wkv).
-// - column_rows (the per-column table sizes: the hasher's primes in column order) is optional for
-//   the demo variant: without it they are derived from the offsets (the last column gets the
-//   remaining rows). The fused checkpoint has no offsets, so it needs column_rows.
-// - CheckpointOptions::table_in_tier: the table lives in a RowTier (a packed `.engram` file, a
-//   remote pool), so the table tensors are not read; the layer gets a shape-only table
-//   (AnyEmbeddingTable::shape_only) and runs through forward_memory.
+// Guarantees: every tensor's dtype and shape is checked against the config (errors name the file,
+// the tensor, expected and found); the table's rows must cover sum(column_rows). The table is never
+// copied (the weights keep the mapped file alive and view its rows); dense projections are copied
+// once, demo keys + value stacked as the fused wkv. column_rows (the hasher's primes) is optional
+// for the demo (derived from the offsets), required for the fused layout. table_in_tier: the table
+// stays in a RowTier; the layer gets a shape-only table and runs through forward_memory.
 // Thread safety: the loaded weights are immutable; share them freely.
 #pragma once
 
