@@ -68,7 +68,7 @@ Command push_command() {
           "  --table TABLE.engram       a packed table (pack)\n"
           "  --to memcached://H:P,...   the pool (servers run with `memcached -M`)\n"
           "  --chunk-pages N            pages stored and read back per round trip\n",
-          "push --table layer2.engram --to memcached://10.0.0.11:11211,10.0.0.12:11211",
+          "push --table layer2.engram --to memcached://127.0.0.1:11211,127.0.0.1:11212",
           push};
 }
 
