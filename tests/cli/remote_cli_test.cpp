@@ -3,8 +3,8 @@
 // memcached://...?fallback=TABLE.engram` gives exactly the output of `forward --table file:` (and
 // that of the resident checkpoint within 1e-4 for f32 and fp8 tables), also with one or all servers
 // stopped. `push` names the server it could not store on (a full server:
-// tests/memory/tiers/remote_tier_test.cpp). Skips when the memcached binary or the build's libmemcached is
-// missing.
+// tests/memory/tiers/remote_tier_test.cpp). Skips when the memcached binary or the build's
+// libmemcached is missing.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
@@ -18,8 +18,8 @@
 
 #include "cli/cli_support.hpp"
 #include "engram/io/safetensors.hpp"
-#include "support/test_data.hpp"
 #include "memory/tiers/memcached_pool.hpp"
+#include "support/test_data.hpp"
 
 namespace engram {
 namespace {

@@ -23,8 +23,8 @@
 
 #include "cli/cli_support.hpp"
 #include "engram/io/safetensors.hpp"
-#include "engram/memory/tiers/packed_file.hpp"
 #include "engram/memory/tiers/direct_io_tier.hpp"
+#include "engram/memory/tiers/packed_file.hpp"
 #include "engram/memory/tiers/safetensors_tier.hpp"
 #include "support/test_data.hpp"
 
