@@ -10,7 +10,13 @@ cd "$(dirname "$0")/.."
 common=(-DCMAKE_BUILD_TYPE=Release "-DCMAKE_CXX_FLAGS_RELEASE=-O1 -g1" -DENGRAM_BUILD_BENCH=OFF
         -DENGRAM_INSTALL=OFF -DENGRAM_REQUIRE_ALL="${ENGRAM_REQUIRE_ALL:-OFF}")
 step() { local t0=$SECONDS; "$@"; echo "sanitize: $* took $((SECONDS - t0)) s"; }
-cmake -S . -B build-asan "${common[@]}" -DENGRAM_BUILD_EXAMPLES=ON -DENGRAM_SANITIZE=address,undefined >/dev/null
+# UBSan without alignment, null, vptr, pointer-overflow and object-size: together they double the
+# build of this tree (tests/layer/conformance_test.cpp: 120 s -> 59 s at -O1 here, the same as ASan
+# alone), which took CI past its hour. ASan still reports a null dereference (SEGV) and every access
+# outside an object; the rest of UBSan (integer overflow, shifts, bounds, float casts, enums, bool,
+# unreachable, returns) stays on.
+cmake -S . -B build-asan "${common[@]}" -DENGRAM_BUILD_EXAMPLES=ON -DENGRAM_SANITIZE=address,undefined \
+  -DENGRAM_SANITIZE_SKIP=alignment,null,vptr,pointer-overflow,object-size >/dev/null
 step cmake --build build-asan -j"$(nproc)"
 # Under ASan, the compression tables of four large vocabularies (the code paths of DeepSeek-V3's,
 # Llama 2's, Claude's and GPT-4o's, which stay) and the bench-offload runs (a 4-block backbone: minutes

@@ -95,7 +95,10 @@ class EngramLayerT {
   /// The block's per-token step (its gate, and DemoBlock's short_conv()).
   const typename Block::template Step<Scalar>& step() const noexcept { return step_; }
   const auto& gate() const noexcept { return step_.gate(); }
-  const auto& short_conv() const noexcept requires Block::kHasHistory { return step_.short_conv(); }
+  // A member template (not a constrained member): clang 14 instantiates constrained members' bodies
+  // in an explicit instantiation (src/engram_instantiations.cpp) even when the constraint fails.
+  template <class B = Block>
+  requires B::kHasHistory const auto& short_conv() const noexcept { return step_.short_conv(); }
   /// The token-id front end, or null.
   const Hasher* hasher() const noexcept { return hasher_.get(); }
 
