@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <random>
 
 #include "engram/detail/float16.hpp"
 #include "layer/layer_golden.hpp"
@@ -293,6 +294,90 @@ TEST(EngramLayerForward, EmptyBatchAndResetState) {
   EXPECT_EQ(state.position(), 0);
   layer.forward(ids, hidden, 1, 4, second, {&ptr, 1}, ws);
   EXPECT_EQ(first, second);
+}
+
+// ------------------------------------------------------------------ the block's chunked step
+
+/// The demo step as two plain passes over all tokens (gate, value and norms; then the conv), the
+/// order DemoBlock::Step::forward interleaves chunk by chunk: the same operations, so the same
+/// bits.
+std::vector<float> two_pass_step(const EngramLayer& layer, std::vector<float> kv,
+                                 const BlockBatch<float>& b) {
+  const int64_t d = layer.hidden_size(), hc = layer.hc_mult(), c = hc * d, n = (hc + 1) * d;
+  const auto& bias = layer.weights().kv_bias;
+  const auto& conv = layer.short_conv();
+  std::vector<float> y(static_cast<size_t>(b.tokens * c)), normed(y.size());
+  std::vector<float> alpha(static_cast<size_t>(hc));
+  for (int64_t t = 0; t < b.tokens; ++t) {
+    if (b.dead(t)) continue;  // y = 0, normed = 0
+    float* row = kv.data() + t * n;
+    for (int64_t j = 0; j < n; ++j) row[j] += bias[j];
+    layer.gate().forward(row, b.hidden + t * c, alpha.data());
+    for (int64_t i = 0; i < hc; ++i)
+      for (int64_t j = 0; j < d; ++j) y[t * c + i * d + j] = alpha[i] * row[c + j];
+    conv.normalize_scaled(row + c, alpha.data(), normed.data() + t * c);
+  }
+  std::vector<const float*> sources(static_cast<size_t>(conv.kernel_size()));
+  for (int64_t t = 0; t < b.tokens; ++t) {
+    const int64_t p = t - b.segment_start[b.token_segment[t]];
+    for (int64_t tap = 0; tap < conv.kernel_size(); ++tap) {
+      const int64_t q = p - (conv.kernel_size() - 1 - tap) * conv.dilation();
+      sources[tap] = q >= 0 ? normed.data() + (t - p + q) * c : nullptr;
+    }
+    conv.convolve_row(sources.data(), y.data() + t * c, /*accumulate=*/true);
+  }
+  return y;
+}
+
+TEST(EngramLayerStep, ChunkedStepEqualsTwoPassesBitwiseForAnyThreadCount) {
+  for (const char* name : kDemoGoldens) {
+    SCOPED_TRACE(name);
+    const LayerGolden g = load_layer_golden(name);
+    const EngramLayer layer = EngramLayer::load(g.config, g.weights);
+    const int64_t c = layer.hc_mult() * layer.hidden_size(), n = c + layer.hidden_size();
+    const std::vector<int64_t> lengths = {61, 3, 90, 17};  // workers' ranges start mid-sequence
+    std::vector<int64_t> token_segment, segment_start;
+    for (int64_t s = 0; s < static_cast<int64_t>(lengths.size()); ++s) {
+      segment_start.push_back(static_cast<int64_t>(token_segment.size()));
+      token_segment.insert(token_segment.end(), lengths[s], s);
+    }
+    const int64_t tokens = static_cast<int64_t>(token_segment.size());
+    std::mt19937 rng(11);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    std::vector<float> kv(static_cast<size_t>(tokens * n)), hidden(static_cast<size_t>(tokens * c));
+    for (auto& v : kv) v = normal(rng);
+    for (auto& v : hidden) v = normal(rng);
+    std::vector<uint8_t> live(static_cast<size_t>(tokens), 1);
+    for (int64_t t = 5; t < tokens; t += 13) live[t] = 0;
+    std::vector<float> scratch(hidden.size());
+    for (const bool with_dead : {false, true}) {
+      for (const bool in_place : {false, true}) {  // out == hidden, as a caller may pass
+        std::vector<float> expected;
+        for (const int threads : {1, 2, 3, 5}) {
+          SCOPED_TRACE(testing::Message() << "dead tokens " << with_dead << ", in place "
+                                          << in_place << ", threads " << threads);
+          Eigen::setNbThreads(threads);
+          std::vector<float> kv_copy = kv, out(hidden.size(), -1.0f), in = hidden;
+          float* out_ptr = in_place ? in.data() : out.data();
+          const BlockBatch<float> b{kv_copy.data(),
+                                    in.data(),
+                                    out_ptr,
+                                    tokens,
+                                    with_dead ? live.data() : nullptr,
+                                    token_segment.data(),
+                                    segment_start.data(),
+                                    static_cast<int64_t>(lengths.size()),
+                                    {},
+                                    scratch.data()};
+          if (expected.empty()) expected = two_pass_step(layer, kv, b);
+          layer.step().forward(b);
+          const std::vector<float> got(out_ptr, out_ptr + tokens * c);
+          EXPECT_TRUE(got == expected);
+        }
+        Eigen::setNbThreads(0);
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -7,8 +7,9 @@
 //   out     = y + ShortConv(y)   (branch RMSNorms, causal depthwise conv, SiLU; short_conv.hpp)
 // A dead token's gates are shut (alpha = 0: y = 0, nothing enters the conv); its out is the conv
 // of the earlier live tokens. A state keeps the conv's last (kernel_size - 1) * max_ngram_size
-// normed rows. Fast path: one pass fusing bias, gate, y and the conv norms per token, one conv
-// pass over time (a streaming sequence's earlier steps read from its state's ring).
+// normed rows. Fast path: chunks of tokens, each gated (bias, gate, y and the conv norms per token)
+// then convolved while its rows are in cache, the same operations in the same order as two passes
+// (a streaming sequence's earlier steps read from its state's ring; kv is only read).
 // forward_reference is the PyTorch module step by step (separate key projections, double sums).
 #pragma once
 
@@ -67,52 +68,39 @@ struct DemoBlock {
     const ShortConvT<Scalar>& short_conv() const noexcept { return conv_; }
 
     void forward(const BlockBatch<Scalar>& b) const noexcept {
-      const int64_t c = hc_ * d_, n = (hc_ + 1) * d_;
-      const Scalar* bias = bias_.data();
-      Scalar* normed = b.scratch;
-      Scalar* y = b.out;
-      detail::parallel_for(b.tokens, 16, [&](int64_t begin, int64_t end, int) {
-        Scalar alpha[kMaxHcMult];
-        for (int64_t t = begin; t < end; ++t) {
-          if (b.dead(t)) {  // gates shut: y = 0, a zero conv input
-            std::fill_n(y + t * c, c, Scalar(0));
-            std::fill_n(normed + t * c, c, Scalar(0));
-            continue;
-          }
-          Scalar* row = b.kv + t * n;
-          detail::ArrayMap<Scalar>(row, n) += detail::ConstArrayMap<Scalar>(bias, n);
-          gate_.forward(row, b.hidden + t * c, alpha);
-          const detail::ConstArrayMap<Scalar> value(row + hc_ * d_, d_);
-          for (int64_t i = 0; i < hc_; ++i)
-            detail::ArrayMap<Scalar>(y + t * c + i * d_, d_) = alpha[i] * value;
-          conv_.normalize_scaled(row + hc_ * d_, alpha, normed + t * c);
+      const int64_t c = hc_ * d_;
+      // Chunks of tokens, each gated then convolved while its rows are in cache. A worker convolves
+      // a token once every conv input it reads is gated: inputs before the worker's first token
+      // belong to another worker, so those few tokens wait for the end of the parallel loop.
+      const int64_t chunk =
+          std::max<int64_t>(1, kChunkBytes / (static_cast<int64_t>(sizeof(Scalar)) * 4 * c));
+      int64_t worker_begin[kMaxWorkers], worker_end[kMaxWorkers];
+      const bool parallel = detail::kernel_threads() <= kMaxWorkers;
+      std::fill_n(worker_begin, kMaxWorkers, int64_t{0});
+      std::fill_n(worker_end, kMaxWorkers, int64_t{0});
+      const auto body = [&](int64_t begin, int64_t end, int worker) {
+        worker_begin[worker] = begin;
+        worker_end[worker] = end;
+        for (int64_t t0 = begin; t0 < end; t0 += chunk) {
+          const int64_t t1 = std::min(end, t0 + chunk);
+          gate_rows(b, t0, t1);
+          for (int64_t t = t0; t < t1; ++t)
+            if (first_input(b, t) >= begin) convolve(b, t);
         }
-      });
-
-      // Conv over time: step p of a sequence reads steps p - back of this chunk, or before it the
-      // sequence's history ring (whole sequences: zeros).
-      const int64_t k = conv_.kernel_size(), dilation = conv_.dilation();
-      detail::parallel_for(b.tokens, 16, [&](int64_t begin, int64_t end, int) {
-        const Scalar* sources[ShortConvT<Scalar>::kMaxKernelSize];
-        for (int64_t t = begin; t < end; ++t) {
-          const int64_t s = b.token_segment[t], p = t - b.segment_start[s];
-          const EngramDecodeStateT<Scalar>* state = b.states.empty() ? nullptr : b.states[s];
-          for (int64_t tap = 0; tap < k; ++tap) {
-            const int64_t q = p - (k - 1 - tap) * dilation;
-            if (q >= 0)
-              sources[tap] = normed + (t - p + q) * c;
-            else if (state != nullptr)
-              sources[tap] = detail::DecodeStateAccess::conv_row(*state, state->position() + q);
-            else
-              sources[tap] = nullptr;
-          }
-          conv_.convolve_row(sources, y + t * c, /*accumulate=*/true);
-        }
-      });
+      };
+      if (parallel)
+        detail::parallel_for(b.tokens, 16, body);
+      else
+        body(0, b.tokens, 0);
+      for (int64_t w = 0; w < kMaxWorkers; ++w) {
+        const int64_t begin = worker_begin[w];
+        for (int64_t t = begin; t < worker_end[w] && t < begin + conv_.history_rows(); ++t)
+          if (first_input(b, t) < begin) convolve(b, t);
+      }
 
       // Each state keeps the chunk's newest normed rows (history and rollback) in its ring.
       for (int64_t s = 0; s < static_cast<int64_t>(b.states.size()); ++s)
-        detail::DecodeStateAccess::push_conv_rows(*b.states[s], normed + b.segment_start[s] * c,
+        detail::DecodeStateAccess::push_conv_rows(*b.states[s], b.scratch + b.segment_start[s] * c,
                                                   b.length(s));
     }
 
@@ -144,6 +132,65 @@ struct DemoBlock {
     }
 
    private:
+    /// Workers whose ranges forward() records (more kernel threads: one worker).
+    static constexpr int kMaxWorkers = 256;
+    /// Bytes of a chunk's rows (kv, hidden, out, normed) kept in cache between gate and conv.
+    static constexpr int64_t kChunkBytes = int64_t{256} << 10;
+
+    /// Tokens [begin, end): bias, gate, y = alpha * value into out and the conv's normed inputs
+    /// into scratch (a dead token: zeros). kv is read only: the biased keys, then the biased
+    /// value, wait in the token's scratch row (out may be hidden, read by the gate).
+    void gate_rows(const BlockBatch<Scalar>& b, int64_t begin, int64_t end) const noexcept {
+      const int64_t c = hc_ * d_, n = (hc_ + 1) * d_;
+      Scalar alpha[kMaxHcMult];
+      for (int64_t t = begin; t < end; ++t) {
+        Scalar* y = b.out + t * c;
+        Scalar* normed = b.scratch + t * c;
+        if (b.dead(t)) {  // gates shut: y = 0, a zero conv input
+          std::fill_n(y, c, Scalar(0));
+          std::fill_n(normed, c, Scalar(0));
+          continue;
+        }
+        const Scalar* row = b.kv + t * n;
+        detail::ArrayMap<Scalar>(normed, c) =
+            detail::ConstArrayMap<Scalar>(row, c) + detail::ConstArrayMap<Scalar>(bias_.data(), c);
+        gate_.forward(normed, b.hidden + t * c, alpha);
+        // The value in the scratch row's last branch: normalize_scaled writes that branch last.
+        Scalar* value = normed + (hc_ - 1) * d_;
+        detail::ArrayMap<Scalar>(value, d_) = detail::ConstArrayMap<Scalar>(row + c, d_) +
+                                              detail::ConstArrayMap<Scalar>(bias_.data() + c, d_);
+        const detail::ConstArrayMap<Scalar> v(value, d_);
+        for (int64_t i = 0; i < hc_; ++i) detail::ArrayMap<Scalar>(y + i * d_, d_) = alpha[i] * v;
+        conv_.normalize_scaled(value, alpha, normed);
+      }
+    }
+
+    /// The earliest token of this call whose normed row token t's conv reads (t itself when it
+    /// reads none before it).
+    int64_t first_input(const BlockBatch<Scalar>& b, int64_t t) const noexcept {
+      const int64_t p = t - b.segment_start[b.token_segment[t]], dilation = conv_.dilation();
+      return t - std::min(conv_.kernel_size() - 1, p / dilation) * dilation;
+    }
+
+    /// Conv over time for token t, added to out: step p of a sequence reads steps p - back of this
+    /// call, or before it the sequence's history ring (whole sequences: zeros).
+    void convolve(const BlockBatch<Scalar>& b, int64_t t) const noexcept {
+      const int64_t c = hc_ * d_, k = conv_.kernel_size(), dilation = conv_.dilation();
+      const Scalar* sources[ShortConvT<Scalar>::kMaxKernelSize];
+      const int64_t s = b.token_segment[t], p = t - b.segment_start[s];
+      const EngramDecodeStateT<Scalar>* state = b.states.empty() ? nullptr : b.states[s];
+      for (int64_t tap = 0; tap < k; ++tap) {
+        const int64_t q = p - (k - 1 - tap) * dilation;
+        if (q >= 0)
+          sources[tap] = b.scratch + (t - p + q) * c;
+        else if (state != nullptr)
+          sources[tap] = detail::DecodeStateAccess::conv_row(*state, state->position() + q);
+        else
+          sources[tap] = nullptr;
+      }
+      conv_.convolve_row(sources, b.out + t * c, /*accumulate=*/true);
+    }
+
     int64_t d_ = 0;
     int64_t hc_ = 0;
     std::span<const Scalar> bias_;
