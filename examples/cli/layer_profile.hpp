@@ -1,43 +1,34 @@
 // layer_profile.hpp: `engram bench`'s split of a forward into its parts and its roofline columns.
 //
-// The split is measured from the outside, each part as the median of `reps` timed calls over the
-// same batch:
-//   hash        forward_tokens - forward(hash ids)          (token ids -> row ids)
-//   gather      forward(hash ids) - forward_memory(e)       (rows read and decoded)
-//   projection  projection().forward(e)                     (the stacked keys + value GEMM)
-//   per-token   forward_memory(e) - projection              (gate, value, conv, finite checks)
-// Differences of medians can come out slightly negative on a noisy machine; they are printed as
-// measured. Roofline: achieved GFLOP/s (the projection's 2 * in * out FLOP a token) and GB/s (the
-// projection's weights once a call, the gathered rows, hidden read and output written) as
-// fractions of `engram probe`'s figures for this machine.
+// Each part is timed on its own, the parts interleaved call by call (so that a load that comes and
+// goes on the machine hits them alike), medians of `reps`:
+//   hash        hash_tokens (token-id checks, token ids -> per-column ids)
+//   gather      id checks, rows read and decoded, their finite check (as the layer runs them)
+//   projection  the stacked keys + value GEMM
+//   per-token   the block's step (bias, gate, value, conv; kv restored before each call)
+//   checks      the finite check of the hidden states
+//   other       total - the parts above (setup, dispatch), so that the parts add up to total
+//   total       forward_tokens
+// `other` can come out slightly negative on a noisy machine; it is printed as measured. Roofline:
+// achieved GFLOP/s (the projection's 2 * in * out FLOP a token) and GB/s (the projection's weights
+// once a call, the gathered rows, hidden read and output written) as fractions of `engram probe`'s
+// figures for this machine.
 #pragma once
 
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
-#include <functional>
 #include <random>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "cli/probe.hpp"
+#include "engram/layer/blocks/block.hpp"
+#include "engram/layer/detail/layer_common.hpp"
 
 namespace engram::example {
-
-/// Median wall time of `reps` calls of fn (after one untimed warm-up call).
-inline double median_seconds(int reps, const std::function<void()>& fn) {
-  fn();
-  std::vector<double> s;
-  for (int r = 0; r < reps; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    fn();
-    s.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(s.begin(), s.end());
-  return s[s.size() / 2];
-}
 
 /// The layer's stacked projection [out, in]: kv = e W^T, whichever weights it holds (the fused
 /// layer's FP8 wkv, else its AnyLinear).
@@ -70,8 +61,13 @@ void project(const Layer& layer, const float* e, int64_t tokens, float* kv) {
 
 /// Seconds of each part of a forward over [batch, seqlen] tokens (see the banner).
 struct LayerProfile {
-  double total = 0, hash = 0, gather = 0, projection = 0, per_token = 0;
+  double total = 0, hash = 0, gather = 0, projection = 0, per_token = 0, checks = 0, other = 0;
 };
+
+inline double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
 
 template <class Layer>
 LayerProfile profile_layer(const Layer& layer, std::span<const int64_t> ids,
@@ -80,26 +76,64 @@ LayerProfile profile_layer(const Layer& layer, std::span<const int64_t> ids,
   const ProjectionShape projection = projection_shape(layer);
   std::vector<float> out(hidden.size());
   std::vector<int64_t> hash_ids(static_cast<size_t>(tokens * layer.num_columns()));
-  layer.hash_tokens(ids, batch, seqlen, hash_ids);
   // The memory's values do not change the work; finite values keep the layer's checks quiet.
   std::vector<float> memory(static_cast<size_t>(tokens * projection.in));
   std::mt19937 rng(7);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   for (auto& v : memory) v = normal(rng);
   std::vector<float> kv(static_cast<size_t>(tokens * projection.out));
+  project(layer, memory.data(), tokens, kv.data());
+  const std::vector<float> projected = kv;
+  std::vector<float> scratch(hidden.size());
+  std::vector<int64_t> token_segment(static_cast<size_t>(tokens)), segment_start(batch);
+  for (int64_t t = 0; t < tokens; ++t) token_segment[t] = t / seqlen;
+  for (int64_t s = 0; s < batch; ++s) segment_start[s] = s * seqlen;
+  const BlockBatch<float> block{kv.data(), hidden.data(),        out.data(),           tokens,
+                                nullptr,   token_segment.data(), segment_start.data(), batch,
+                                {},        scratch.data()};
   typename Layer::Workspace ws;
+  const auto segments = detail::uniform_segments("bench", batch, seqlen);
+  const auto& table = layer.weights().table;
+  std::vector<float> gathered(memory.size());
+  detail::AlignedBuffer<float> f32_scratch;
+  std::vector<GatherWorkspace> gather_workspaces(static_cast<size_t>(detail::kernel_threads()));
 
-  LayerProfile p;
-  p.total =
-      median_seconds(reps, [&] { layer.forward_tokens(ids, hidden, batch, seqlen, out, ws); });
-  const double from_ids =
-      median_seconds(reps, [&] { layer.forward(hash_ids, hidden, batch, seqlen, out, ws); });
-  const double from_memory =
-      median_seconds(reps, [&] { layer.forward_memory(memory, hidden, batch, seqlen, out, ws); });
-  p.projection = median_seconds(reps, [&] { project(layer, memory.data(), tokens, kv.data()); });
-  p.hash = p.total - from_ids;
-  p.gather = from_ids - from_memory;
-  p.per_token = from_memory - p.projection;
+  using Clock = std::chrono::steady_clock;
+  const auto seconds = [](const auto& fn) {
+    const auto t0 = Clock::now();
+    fn();
+    return std::chrono::duration<double>(Clock::now() - t0).count();
+  };
+  std::vector<double> total, hash, gather, proj, per_token, checks;
+  for (int r = -1; r < reps; ++r) {  // r = -1: warm-up
+    const double t_total =
+        seconds([&] { layer.forward_tokens(ids, hidden, batch, seqlen, out, ws); });
+    const double t_hash = seconds([&] { layer.hash_tokens(ids, batch, seqlen, hash_ids); });
+    const double t_gather = seconds([&] {
+      detail::check_hash_ids("bench", table, hash_ids.data(), segments, nullptr);
+      detail::gather_memory(table, hash_ids.data(), tokens, gathered.data(), f32_scratch,
+                            std::span<GatherWorkspace>(gather_workspaces));
+      detail::check_finite_memory("bench", table, gathered.data(), hash_ids.data(), segments,
+                                  nullptr);
+    });
+    const double t_proj = seconds([&] { project(layer, memory.data(), tokens, kv.data()); });
+    std::copy(projected.begin(), projected.end(), kv.begin());
+    const double t_step = seconds([&] { layer.step().forward(block); });
+    const double t_checks = seconds([&] {
+      detail::check_finite_hidden("bench", hidden.data(), segments, layer.hc_mult(),
+                                  layer.hidden_size(), nullptr);
+    });
+    if (r < 0) continue;
+    total.push_back(t_total);
+    hash.push_back(t_hash);
+    gather.push_back(t_gather);
+    proj.push_back(t_proj);
+    per_token.push_back(t_step);
+    checks.push_back(t_checks);
+  }
+  LayerProfile p{median_of(total), median_of(hash),      median_of(gather),
+                 median_of(proj),  median_of(per_token), median_of(checks)};
+  p.other = p.total - p.hash - p.gather - p.projection - p.per_token - p.checks;
   return p;
 }
 
@@ -107,14 +141,18 @@ inline void print_profile(const LayerProfile& p, int64_t tokens) {
   auto part = [&](const char* name, double s) {
     std::printf("  %-11s %9.3f ms  %5.1f%%\n", name, s * 1e3, 100.0 * s / p.total);
   };
-  std::printf("profile (%lld tokens, medians):\n", static_cast<long long>(tokens));
+  std::printf("profile (%lld tokens, medians of interleaved calls):\n",
+              static_cast<long long>(tokens));
   part("hash", p.hash);
   part("gather", p.gather);
   part("projection", p.projection);
   part("per-token", p.per_token);
+  part("checks", p.checks);
+  part("other", p.other);
   part("total", p.total);
-  std::printf("non-GEMM share %.1f%% (hash + gather + per-token passes)\n",
-              100.0 * (p.total - p.projection) / p.total);
+  const double non_gemm = p.hash + p.gather + p.per_token + p.checks;
+  std::printf("non-GEMM share %.1f%% (hash + gather + per-token + checks over them + projection)\n",
+              100.0 * non_gemm / (non_gemm + p.projection));
 }
 
 /// The work of one forward over `tokens` tokens, for the roofline columns.
