@@ -1,10 +1,13 @@
 // Fp8BlockLinear at DeepSeek-V4.1-Flash's wkv shape [25600, 6144] (157 MB of E4M3 weights, random
 // finite codes, scales near 2^-7), rows 1 (decode: one pass over the weights), 32 (batched decode)
 // and 2048 (prefill), for each ISA path this machine has (second argument: 0 scalar, 1 avx2,
-// 2 avx512, 3 avx512bf16; the scalar path runs only at rows 1).
+// 2 avx512, 3 avx512bf16; the scalar path runs only at rows 1; third: the kernel at avx512bf16,
+// 1 vdpbf16ps, 2 f32 FMA, see fp8_dot()).
 // Counters: items = rows; bytes = weights + scales + x + y per call (GB/s: the decode figure to set
 // beside the machine's read bandwidth); GFLOP/s = 2 x rows x out x in per second. Threads: OpenMP's
 // default (OMP_NUM_THREADS).
+// BM_StreamRead reads as many bytes once: the GB/s to set a decode step's GB/s beside, measured
+// under the same load.
 // Example: fp8_linear_bench --benchmark_filter='Fp8BlockLinear/1/' --benchmark_min_time=0.5
 #include <benchmark/benchmark.h>
 
@@ -48,13 +51,17 @@ void BM_Fp8BlockLinear(benchmark::State& state) {
   for (auto& v : x) v = normal(rng);
   quantize_activations_e4m3(x);
   const Isa old = set_isa_limit(isa);
+  const Fp8Dot old_dot = set_fp8_dot(static_cast<Fp8Dot>(state.range(2)));
   for (auto _ : state) {
     layer.forward(x.data(), rows, y.data());
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
   set_isa_limit(old);
-  state.SetLabel(std::string(isa_name(isa)));
+  set_fp8_dot(old_dot);
+  const bool bf16_dot =
+      isa == Isa::kAvx512Bf16 && state.range(2) == static_cast<int>(Fp8Dot::kBf16);
+  state.SetLabel(std::string(isa_name(isa)) + (bf16_dot ? " vdpbf16ps" : " f32 FMA"));
   state.SetItemsProcessed(state.iterations() * rows);
   state.SetBytesProcessed(state.iterations() *
                           (kOut * kIn + (kOut / 32) * (kIn / 32) + 4 * rows * (kIn + kOut)));
@@ -63,14 +70,37 @@ void BM_Fp8BlockLinear(benchmark::State& state) {
       benchmark::Counter::kIsRate);
 }
 
+// The machine's own limit under the same load: one pass reading a buffer of the weights' size
+// (157 MB; 64-bit XOR in 8 independent lanes; OpenMP threads split it as forward splits panels).
+void BM_StreamRead(benchmark::State& state) {
+  static const std::vector<std::uint64_t> buffer(static_cast<size_t>(kOut * kIn / 8), 0x5A);
+  const auto n = static_cast<int64_t>(buffer.size());
+  std::uint64_t sink = 0;
+  for (auto _ : state) {
+    std::uint64_t sums[2][8] = {};
+    detail::parallel_for(n / 8, 1, [&](int64_t begin, int64_t end, int worker) {
+      std::uint64_t lane[8] = {};
+      for (int64_t i = begin * 8; i < end * 8; i += 8)
+        for (int k = 0; k < 8; ++k) lane[k] ^= buffer[static_cast<size_t>(i + k)];
+      for (int k = 0; k < 8; ++k) sums[worker % 2][k] ^= lane[k];
+    });
+    sink ^= sums[0][0] ^ sums[1][0];
+    benchmark::DoNotOptimize(sink);
+  }
+  state.SetBytesProcessed(state.iterations() * kOut * kIn);
+}
+BENCHMARK(BM_StreamRead)->UseRealTime()->Unit(benchmark::kMillisecond);
+
 void fp8_args(benchmark::internal::Benchmark* b) {
-  b->Args({1, 0});
-  for (const int64_t rows : {1, 32, 2048})
-    for (const int64_t isa : {1, 2, 3}) b->Args({rows, isa});
+  b->Args({1, 0, 0});
+  for (const int64_t rows : {1, 32, 2048}) {
+    for (const int64_t isa : {1, 2, 3}) b->Args({rows, isa, 2});
+    b->Args({rows, 3, 1});  // vdpbf16ps at avx512bf16
+  }
 }
 BENCHMARK(BM_Fp8BlockLinear)
     ->Apply(fp8_args)
-    ->ArgNames({"rows", "isa"})
+    ->ArgNames({"rows", "isa", "dot"})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 

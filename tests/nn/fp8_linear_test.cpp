@@ -6,6 +6,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -55,6 +57,31 @@ struct IsaCap {
   Isa old;
 };
 
+// Every kernel this machine has: each ISA level, and at avx512bf16 both kernels (fp8_dot()).
+struct Path {
+  Isa isa;
+  Fp8Dot dot;
+  std::string name() const {
+    return std::string(isa_name(isa)) + (dot == Fp8Dot::kBf16 ? "/bf16 dot" : "/f32 dot");
+  }
+};
+std::vector<Path> machine_paths() {
+  std::vector<Path> paths;
+  for (const Isa isa : machine_isas()) {
+    paths.push_back({isa, Fp8Dot::kF32});
+    if (isa == Isa::kAvx512Bf16) paths.push_back({isa, Fp8Dot::kBf16});
+  }
+  return paths;
+}
+
+// Pins a path (ISA cap and prefill kernel) until scope exit.
+struct PathCap {
+  explicit PathCap(Path path) : isa(path.isa), dot(set_fp8_dot(path.dot)) {}
+  ~PathCap() { set_fp8_dot(dot); }
+  IsaCap isa;
+  Fp8Dot dot;
+};
+
 std::vector<std::uint8_t> random_codes(int64_t n, std::mt19937& rng) {
   std::uniform_int_distribution<int> dist(0, 255);
   std::vector<std::uint8_t> codes(static_cast<size_t>(n));
@@ -93,9 +120,9 @@ TEST(Fp8BlockLinear, EveryPathDecodesEveryFiniteCode) {
   const Fp8BlockLinear lin(codes, scales, out, in);
   std::vector<float> x(static_cast<size_t>(in * in), 0.0f), y(static_cast<size_t>(in * out));
   for (int64_t i = 0; i < in; ++i) x[i * in + i] = 1.0f;
-  for (const Isa isa : machine_isas()) {
-    SCOPED_TRACE(isa_name(isa));
-    const IsaCap cap(isa);
+  for (const Path path : machine_paths()) {
+    SCOPED_TRACE(path.name());
+    const PathCap cap(path);
     lin.forward(x.data(), in, y.data());
     for (int64_t i = 0; i < in; ++i)
       for (int64_t o = 0; o < out; ++o) {
@@ -117,7 +144,7 @@ TEST(Fp8BlockLinear, EveryPathMatchesReference) {
       const Fp8BlockLinear lin(codes, scales, out, in, "test.wkv");
       ASSERT_EQ(lin.out_features(), out);
       ASSERT_EQ(lin.in_features(), in);
-      for (const int64_t rows : {1, 5, 48, 300}) {
+      for (const int64_t rows : {1, 3, 5, 48, 300}) {
         SCOPED_TRACE(::testing::Message() << "in " << in << " out " << out << " rows " << rows);
         std::vector<float> x(static_cast<size_t>(rows * in));
         for (auto& v : x) v = normal(rng) * 3.0f;
@@ -143,9 +170,9 @@ TEST(Fp8BlockLinear, EveryPathMatchesReference) {
         lin.forward_reference(x.data(), rows, ref.data());
         for (size_t k = 0; k < ref.size(); ++k)
           ASSERT_NEAR(ref[k], expect[k], std::fabs(expect[k]) * 1e-7 + 1e-30) << k;
-        for (const Isa isa : machine_isas()) {
-          SCOPED_TRACE(isa_name(isa));
-          const IsaCap cap(isa);
+        for (const Path path : machine_paths()) {
+          SCOPED_TRACE(path.name());
+          const PathCap cap(path);
           constexpr float kSentinel = -1234.5f;
           std::vector<float> y(static_cast<size_t>(rows * out + 16), kSentinel);
           lin.forward(x.data(), rows, y.data());
@@ -154,6 +181,37 @@ TEST(Fp8BlockLinear, EveryPathMatchesReference) {
           for (size_t k = ref.size(); k < y.size(); ++k) ASSERT_EQ(y[k], kSentinel) << "overrun";
         }
       }
+    }
+  }
+}
+
+// Decode steps stream the weights through registers, prefill decodes panels into a buffer: both
+// must sum alike, so a row's output is the same whatever rows share the call (chunked == whole).
+TEST(Fp8BlockLinear, EveryPathGivesEachRowTheSameResultWholeOrChunked) {
+  std::mt19937 rng(16);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::uniform_int_distribution<int> scale_dist(112, 132);
+  const int64_t out = 70, in = 1500, rows = 200;  // prefill passes of 84 (f32) and 172 (bf16) rows
+  const auto codes = random_codes(out * in, rng);
+  std::vector<std::uint8_t> scales(static_cast<size_t>(3 * 47));
+  for (auto& s : scales) s = static_cast<std::uint8_t>(scale_dist(rng));
+  const Fp8BlockLinear lin(codes, scales, out, in);
+  std::vector<float> x(static_cast<size_t>(rows * in));
+  for (auto& v : x) v = normal(rng);
+  quantize_activations_e4m3(x);
+  for (const Path path : machine_paths()) {
+    SCOPED_TRACE(path.name());
+    const PathCap cap(path);
+    std::vector<float> whole(static_cast<size_t>(rows * out));
+    lin.forward(x.data(), rows, whole.data());
+    for (const int64_t chunk : {1, 2, 3, 5}) {
+      SCOPED_TRACE(::testing::Message() << "chunk " << chunk);
+      std::vector<float> chunked(whole.size());
+      for (int64_t r = 0; r < rows; r += chunk)
+        lin.forward(x.data() + r * in, std::min(chunk, rows - r), chunked.data() + r * out);
+      for (size_t k = 0; k < whole.size(); ++k)
+        ASSERT_EQ(std::bit_cast<std::uint32_t>(chunked[k]), std::bit_cast<std::uint32_t>(whole[k]))
+            << "element " << k;
     }
   }
 }

@@ -1,22 +1,26 @@
 // engram/nn/detail/fp8_linear_x86.hpp: the x86 bodies of Fp8BlockLinear::forward (AVX2+FMA+F16C,
 // AVX-512, AVX512-BF16), compiled with function-level target attributes so a build without
-// -march=native still has them; Fp8BlockLinear picks one per call through active_isa().
+// -march=native still has them; Fp8BlockLinear picks one per call through active_isa() (and
+// fp8_dot() at avx512bf16).
 //
 // Layout (Fp8BlockLinear packs it at construction): panels of 32 output rows (one scale block
 // row), each [in_pad / 2][32][2] E4M3 bytes: pair step q, output j, byte t holds W[32p + j, 2q +
 // t]; one pair step is one 64-byte line. in_pad = in rounded up to 32 (zero codes), rows past `out`
 // are zero codes. x arrives padded to in_pad columns with zeros ([rows][ldx]).
-// Decoding:
-//   f32 paths: byte -> the IEEE half with the E4M3 bits shifted into place (value * 2^-8 exactly,
-//     subnormals included; F16C ignores DAZ) -> f32, times the block scale; products with the x
-//     pair broadcast accumulate per lane pair (k even, k odd), summed and scaled by 2^8 at the end.
-//     AVX-512 prefill decodes each panel once per pass into a per-thread f32 buffer, as below.
-//   bf16 path: byte -> the bf16 of its E4M3 value (exponent rebias for normal codes, an 8-entry
-//     table for the subnormal codes), vdpbf16ps against the bf16 x pair, one partial sum per
-//     32-column block scaled into the total with an FMA (so no operand of vdpbf16ps is a bf16
-//     subnormal, which it would flush). A pass of more than one register block (prefill) decodes
-//     each panel once into a per-thread bf16 buffer (in_pad * 64 bytes, L2-resident) that its
-//     blocks read; decode steps (rows <= 4) decode in registers and stream the bytes once.
+// Decoding: byte -> sign-extended 16 bits << 7, bit 14 cleared = the IEEE half of value * 2^-8
+// (exact, subnormals included; F16C ignores DAZ) -> f32; or (vdpbf16ps) byte -> the bf16 of its
+// value (exponent rebias, an 8-entry table for subnormal codes).
+// Summation order (every product x * w is exact in f32 for x exact in bf16), the same whether a
+// panel streams through registers (passes of up to 4 rows: decode steps) or was decoded once per
+// pass into a per-thread L2 buffer (prefill), so a row's result does not depend on the others:
+//   f32 (AVX2, AVX-512): per lane (output, column parity) f32 partial sums over a 32-column block
+//     in step order, folded into an f32 total with one FMA by the block scale; the two lanes of an
+//     output added and times 2^8 at the end.
+//   vdpbf16ps: per output f32 partial sums over a block (two products a step), folded into the
+//     total with one FMA by the scale (so no vdpbf16ps operand is a bf16 subnormal, which it would
+//     flush).
+// Streaming kernels prefetch the panel kPrefetchBytes ahead (a decode step is bound by memory
+// latency without it: 1.5x slower on the Xeon of the README).
 // Not part of the public API. Kernels are noexcept and trust their (validated) inputs.
 #pragma once
 
@@ -33,6 +37,10 @@
 
 #if ENGRAM_FP8_X86
 
+#ifndef ENGRAM_FP8_PREFETCH
+#define ENGRAM_FP8_PREFETCH 4096
+#endif
+
 #define ENGRAM_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define ENGRAM_TARGET_AVX512 \
   __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq")))
@@ -48,6 +56,8 @@ inline constexpr int64_t kBlock = 32;
 inline constexpr int64_t kStepBytes = 64;
 /// Bytes of x rows per pass: a pass stays in L2 while each panel streams past it.
 inline constexpr int64_t kPassBytes = 512 * 1024;
+/// How far ahead of its reads a streaming (decode) kernel prefetches the weight bytes.
+inline constexpr int64_t kPrefetchBytes = ENGRAM_FP8_PREFETCH;
 
 /// Rows per pass for x rows of `row_bytes` bytes: a multiple of `block_rows`.
 inline int64_t pass_rows(int64_t row_bytes, int64_t block_rows) noexcept {
@@ -99,42 +109,48 @@ inline std::uint32_t load_pair(const std::uint16_t* x) noexcept {
 
 // ------------------------------------------------------------------------------------ AVX2
 
-/// 16 bytes (8 outputs x 2 columns) -> two vectors of 8 floats (E4M3 value * 2^-8 * scale):
-/// lo = outputs 0..3, hi = outputs 4..7, each with its two columns in adjacent lanes.
-ENGRAM_TARGET_AVX2 inline void decode16_avx2(const std::uint8_t* p, __m256 scale, __m256& lo,
+/// 16 bytes (8 outputs x 2 columns) -> two vectors of 8 floats, each the E4M3 value * 2^-8 exactly
+/// (see half_bits): lo = outputs 0..3, hi = outputs 4..7, each with its two columns in adjacent
+/// lanes.
+ENGRAM_TARGET_AVX2 inline void decode16_avx2(const std::uint8_t* p, __m256& lo,
                                              __m256& hi) noexcept {
-  const __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  const __m256i half = _mm256_or_si256(
-      _mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x7F)), 7),
-      _mm256_and_si256(_mm256_slli_epi16(b, 8), _mm256_set1_epi16(static_cast<short>(0x8000))));
-  lo = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(half)), scale);
-  hi = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(half, 1)), scale);
+  // Sign-extended byte << 7: the sign lands in bit 15, a copy of it in bit 14 (cleared) and the
+  // magnitude in the half's exponent and mantissa bits.
+  const __m256i b = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  const __m256i half =
+      _mm256_and_si256(_mm256_slli_epi16(b, 7), _mm256_set1_epi16(static_cast<short>(0xBFFF)));
+  lo = _mm256_cvtph_ps(_mm256_castsi256_si128(half));
+  hi = _mm256_cvtph_ps(_mm256_extracti128_si256(half, 1));
 }
 
-/// One x row against one panel: y[0:cols] = x . W_panel^T.
+/// One x row against one panel (streamed, prefetched): y[0:cols] = x . W_panel^T, summed as the
+/// banner says.
 ENGRAM_TARGET_AVX2 inline void row_avx2(const std::uint8_t* panel, const float* scales,
                                         int64_t kblocks, const float* x, float* y,
                                         int64_t cols) noexcept {
-  __m256 acc[8];
-  for (auto& a : acc) a = _mm256_setzero_ps();
+  alignas(32) float total[64] = {};
   for (int64_t kb = 0; kb < kblocks; ++kb) {
-    const __m256 scale = _mm256_set1_ps(scales[kb]);
+    __m256 part[8];
+    for (auto& a : part) a = _mm256_setzero_ps();
     for (int64_t q = 0; q < kBlock / 2; ++q) {
       const int64_t step = kb * (kBlock / 2) + q;
       const std::uint8_t* w = panel + step * kStepBytes;
+      _mm_prefetch(reinterpret_cast<const char*>(w + kPrefetchBytes), _MM_HINT_T0);
       const __m256 xv =
           _mm256_castsi256_ps(_mm256_set1_epi64x(static_cast<long long>(load_pair(x + 2 * step))));
       for (int v = 0; v < 4; ++v) {
         __m256 lo, hi;
-        decode16_avx2(w + 16 * v, scale, lo, hi);
-        acc[2 * v] = _mm256_fmadd_ps(xv, lo, acc[2 * v]);
-        acc[2 * v + 1] = _mm256_fmadd_ps(xv, hi, acc[2 * v + 1]);
+        decode16_avx2(w + 16 * v, lo, hi);
+        part[2 * v] = _mm256_fmadd_ps(xv, lo, part[2 * v]);
+        part[2 * v + 1] = _mm256_fmadd_ps(xv, hi, part[2 * v + 1]);
       }
     }
+    const __m256 scale = _mm256_set1_ps(scales[kb]);
+    for (int v = 0; v < 8; ++v)
+      _mm256_store_ps(total + 8 * v,
+                      _mm256_fmadd_ps(part[v], scale, _mm256_load_ps(total + 8 * v)));
   }
-  alignas(32) float lanes[64];
-  for (int v = 0; v < 8; ++v) _mm256_store_ps(lanes + 8 * v, acc[v]);
-  for (int64_t j = 0; j < cols; ++j) y[j] = (lanes[2 * j] + lanes[2 * j + 1]) * 256.0f;
+  for (int64_t j = 0; j < cols; ++j) y[j] = (total[2 * j] + total[2 * j + 1]) * 256.0f;
 }
 
 /// Panels [p_begin, p_end) for x [rows][ldx] (f32, zero-padded), y [rows][ldy].
@@ -152,83 +168,80 @@ ENGRAM_TARGET_AVX2 inline void panels_avx2(const std::uint8_t* packed, const flo
 
 // ------------------------------------------------------------------------------------ AVX-512
 
-/// 32 bytes (16 outputs x 2 columns) -> two vectors of 16 floats (E4M3 value * 2^-8 * scale):
-/// lo = outputs 0..7, hi = outputs 8..15, each with its two columns in adjacent lanes.
-ENGRAM_TARGET_AVX512 inline void decode32_avx512(const std::uint8_t* p, __m512 scale, __m512& lo,
-                                                 __m512& hi) noexcept {
-  const __m512i b = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-  // (b & 0x7F) << 7 | (b << 8 & 0x8000)
-  const __m512i half = _mm512_ternarylogic_epi32(
-      _mm512_slli_epi16(_mm512_and_si512(b, _mm512_set1_epi16(0x7F)), 7), _mm512_slli_epi16(b, 8),
-      _mm512_set1_epi16(static_cast<short>(0x8000)), 0xF8);
-  lo = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(half)), scale);
-  hi = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(half, 1)), scale);
+/// 16 bytes (8 outputs x 2 columns) -> 16 floats, each the E4M3 value * 2^-8 exactly (as
+/// decode16_avx2), outputs in pairs of adjacent lanes.
+ENGRAM_TARGET_AVX512 inline __m512 decode16_avx512(const std::uint8_t* p) noexcept {
+  const __m256i b = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm512_cvtph_ps(
+      _mm256_and_si256(_mm256_slli_epi16(b, 7), _mm256_set1_epi16(static_cast<short>(0xBFFF))));
 }
 
-/// A whole panel decoded to f32 (scale folded in, times 2^-8) once, for passes of many rows:
-/// step q's 64 values at 64 * q, in decode32_avx512's lane order.
-ENGRAM_TARGET_AVX512 inline void decode_panel_avx512(const std::uint8_t* panel, const float* scales,
-                                                     int64_t kblocks, float* out) noexcept {
-  for (int64_t step = 0; step < kblocks * kBlock / 2; ++step) {
-    const __m512 scale = _mm512_set1_ps(scales[step / (kBlock / 2)]);
-    __m512 w[4];
-    decode32_avx512(panel + step * kStepBytes, scale, w[0], w[1]);
-    decode32_avx512(panel + step * kStepBytes + 32, scale, w[2], w[3]);
-    for (int v = 0; v < 4; ++v) _mm512_storeu_ps(out + 64 * step + 16 * v, w[v]);
+/// Sums the lane pairs of acc[0..3] (output j's two columns), times 2^8, into y[0:cols].
+ENGRAM_TARGET_AVX512 inline void store_pairs_avx512(const __m512* acc, float* y,
+                                                    int64_t cols) noexcept {
+  const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  const __m512 unscale = _mm512_set1_ps(256.0f);
+  for (int h = 0; h < 2; ++h) {
+    const int64_t c0 = 16 * h;
+    if (c0 >= cols) break;
+    const __m512 a = acc[2 * h], b = acc[2 * h + 1];
+    const __m512 sum = _mm512_mul_ps(
+        _mm512_add_ps(_mm512_permutex2var_ps(a, even, b), _mm512_permutex2var_ps(a, odd, b)),
+        unscale);
+    const int64_t n = std::min<int64_t>(16, cols - c0);
+    _mm512_mask_storeu_ps(y + c0, static_cast<__mmask16>((1u << n) - 1u), sum);
   }
 }
 
-/// XR x rows (ldx apart) against one panel: its bytes decoded in registers, or (kDecoded) the
-/// panel decoded by decode_panel_avx512 (`decoded`).
+/// A whole panel decoded to f32 (w * 2^-8, exact) once, for passes of many rows: step q's 64
+/// values at 64 * q, in decode16_avx512's lane order.
+ENGRAM_TARGET_AVX512 inline void decode_panel_avx512(const std::uint8_t* panel, int64_t steps,
+                                                     float* out) noexcept {
+  for (int64_t q = 0; q < steps; ++q)
+    for (int v = 0; v < 4; ++v)
+      _mm512_storeu_ps(out + 64 * q + 16 * v, decode16_avx512(panel + q * kStepBytes + 16 * v));
+}
+
+/// XR x rows (ldx apart) against one panel: its bytes streamed once (prefetched kPrefetchBytes
+/// ahead) and decoded in registers, or (kDecoded) read from decode_panel_avx512's `decoded`. Both
+/// sum alike, whatever XR, so a row's result never depends on the rows beside it: per 32-column
+/// block, f32 partial sums of the exact products per lane (output, column parity) in step order,
+/// folded into the f32 total with one FMA by the block scale; the two lanes of an output added
+/// and times 2^8 at the end.
 template <int XR, bool kDecoded>
 ENGRAM_TARGET_AVX512 inline void block_avx512(const std::uint8_t* panel, const float* decoded,
                                               const float* scales, int64_t kblocks, const float* x,
                                               int64_t ldx, float* y, int64_t ldy,
                                               int64_t cols) noexcept {
-  __m512 acc[XR][4];
+  __m512 total[XR][4];
   for (int r = 0; r < XR; ++r)
-    for (int v = 0; v < 4; ++v) acc[r][v] = _mm512_setzero_ps();
+    for (int v = 0; v < 4; ++v) total[r][v] = _mm512_setzero_ps();
   for (int64_t kb = 0; kb < kblocks; ++kb) {
-    const __m512 scale = _mm512_set1_ps(scales[kb]);
+    __m512 part[XR][4];
+    for (int r = 0; r < XR; ++r)
+      for (int v = 0; v < 4; ++v) part[r][v] = _mm512_setzero_ps();
     for (int64_t q = 0; q < kBlock / 2; ++q) {
       const int64_t step = kb * (kBlock / 2) + q;
-      __m512 w0, w1, w2, w3;
+      __m512 w[4];
       if constexpr (kDecoded) {
-        const float* d = decoded + 64 * step;
-        w0 = _mm512_loadu_ps(d);
-        w1 = _mm512_loadu_ps(d + 16);
-        w2 = _mm512_loadu_ps(d + 32);
-        w3 = _mm512_loadu_ps(d + 48);
+        for (int v = 0; v < 4; ++v) w[v] = _mm512_loadu_ps(decoded + 64 * step + 16 * v);
       } else {
-        const std::uint8_t* w = panel + step * kStepBytes;
-        decode32_avx512(w, scale, w0, w1);
-        decode32_avx512(w + 32, scale, w2, w3);
+        const std::uint8_t* bytes = panel + step * kStepBytes;
+        _mm_prefetch(reinterpret_cast<const char*>(bytes + kPrefetchBytes), _MM_HINT_T0);
+        for (int v = 0; v < 4; ++v) w[v] = decode16_avx512(bytes + 16 * v);
       }
       for (int r = 0; r < XR; ++r) {
         const __m512 xv = _mm512_castsi512_ps(
             _mm512_set1_epi64(static_cast<long long>(load_pair(x + r * ldx + 2 * step))));
-        acc[r][0] = _mm512_fmadd_ps(xv, w0, acc[r][0]);
-        acc[r][1] = _mm512_fmadd_ps(xv, w1, acc[r][1]);
-        acc[r][2] = _mm512_fmadd_ps(xv, w2, acc[r][2]);
-        acc[r][3] = _mm512_fmadd_ps(xv, w3, acc[r][3]);
+        for (int v = 0; v < 4; ++v) part[r][v] = _mm512_fmadd_ps(xv, w[v], part[r][v]);
       }
     }
+    const __m512 scale = _mm512_set1_ps(scales[kb]);
+    for (int r = 0; r < XR; ++r)
+      for (int v = 0; v < 4; ++v) total[r][v] = _mm512_fmadd_ps(part[r][v], scale, total[r][v]);
   }
-  // Sum each lane pair (the two columns of a step) and undo the 2^-8 of the half decode.
-  const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-  const __m512 unscale = _mm512_set1_ps(256.0f);
-  for (int r = 0; r < XR; ++r)
-    for (int h = 0; h < 2; ++h) {
-      const int64_t c0 = 16 * h;
-      if (c0 >= cols) break;
-      const __m512 a = acc[r][2 * h], b = acc[r][2 * h + 1];
-      const __m512 sum = _mm512_mul_ps(
-          _mm512_add_ps(_mm512_permutex2var_ps(a, even, b), _mm512_permutex2var_ps(a, odd, b)),
-          unscale);
-      const int64_t n = std::min<int64_t>(16, cols - c0);
-      _mm512_mask_storeu_ps(y + r * ldy + c0, static_cast<__mmask16>((1u << n) - 1u), sum);
-    }
+  for (int r = 0; r < XR; ++r) store_pairs_avx512(total[r], y + r * ldy, cols);
 }
 
 /// Panels [p_begin, p_end) for x [rows][ldx] (f32, zero-padded), y [rows][ldy]. A pass of more
@@ -239,12 +252,11 @@ ENGRAM_TARGET_AVX512 inline void panels_avx512(const std::uint8_t* packed, const
                                                int64_t p_begin, int64_t p_end,
                                                float* scratch) noexcept {
   constexpr int64_t kRows = 4;
-  const int64_t panel_bytes = kblocks * kBlock * kPanelRows;
+  const int64_t steps = kblocks * kBlock / 2, panel_bytes = steps * kStepBytes;
   bool decoded = false;
   const auto on_panel = [&](int64_t p, int64_t pass) {
     decoded = pass > kRows;
-    if (decoded)
-      decode_panel_avx512(packed + p * panel_bytes, scales + p * kblocks, kblocks, scratch);
+    if (decoded) decode_panel_avx512(packed + p * panel_bytes, steps, scratch);
   };
   for_each_pass(rows, ldx * 4, kRows, p_begin, p_end, on_panel,
                 [&](int64_t p, int64_t r, int64_t count) {
@@ -296,8 +308,10 @@ ENGRAM_TARGET_AVX512BF16 inline void decode_panel_bf16(const std::uint8_t* panel
   }
 }
 
-/// XR x rows against one panel: its E4M3 bytes decoded in registers, or (kDecoded) the panel
-/// decoded by decode_panel_bf16 (`decoded`).
+/// XR x rows against one panel: its bytes streamed once (prefetched kPrefetchBytes ahead) and
+/// decoded in registers, or (kDecoded) read from decode_panel_bf16's `decoded`; both sum alike:
+/// per 32-column block, vdpbf16ps partial sums per output (f32, two products a step), folded into
+/// the f32 total with one FMA by the block scale.
 template <int XR, bool kDecoded>
 ENGRAM_TARGET_AVX512BF16 inline void block_bf16(const std::uint8_t* panel,
                                                 const std::uint16_t* decoded, const float* scales,
@@ -318,6 +332,7 @@ ENGRAM_TARGET_AVX512BF16 inline void block_bf16(const std::uint8_t* panel,
         w1 = reinterpret_cast<__m512bh>(_mm512_loadu_si512(decoded + 64 * step + 32));
       } else {
         const std::uint8_t* w = panel + step * kStepBytes;
+        _mm_prefetch(reinterpret_cast<const char*>(w + kPrefetchBytes), _MM_HINT_T0);
         w0 = reinterpret_cast<__m512bh>(decode32_bf16(w, table));
         w1 = reinterpret_cast<__m512bh>(decode32_bf16(w + 32, table));
       }
