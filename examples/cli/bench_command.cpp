@@ -170,7 +170,8 @@ Command bench_command() {
           "  --reps R                timed runs after one warm-up (default 5); median reported\n"
           "  --cache-dir DIR         where the random checkpoint is kept between runs\n"
           "  --probe PROBE.json      print achieved GFLOP/s and GB/s against `engram probe`'s\n"
-          "  --profile               split a forward into hash / gather / projection / per-token\n"
+          "  --profile               time hash / gather / projection / per-token step / finite\n"
+          "                          checks each on its own, and the non-GEMM share\n"
           "  --model DIR             a V4.1 directory's own weights (no --dtype)\n",
           "bench --config bench/configs/paper_demo.json --lookup lookup.safetensors --seqlen 2048 "
           "--threads 2",
