@@ -55,6 +55,17 @@ constexpr bool parse_isa(std::string_view name, Isa& out) noexcept {
 
 namespace detail {
 
+/// True when cpuid's vendor string is "AuthenticAMD" (kernel choices that differ by vendor).
+inline bool cpu_is_amd() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx)) return false;
+  return ebx == 0x68747541u && edx == 0x69746e65u && ecx == 0x444d4163u;
+#else
+  return false;
+#endif
+}
+
 inline Isa detect_isa() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
   unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;

@@ -80,15 +80,7 @@ namespace detail {
 /// Whether vdpbf16ps outpaces f32 FMA per core: true on AMD (Zen 4 and 5 run it at twice the f32
 /// FMA multiply rate), false elsewhere (Intel's Cooper Lake, Sapphire Rapids and later run it at
 /// most at the f32 FMA rate: 85 against 173 GFLOP/s a core in `engram probe` on a Xeon here).
-inline bool bf16_dot_outpaces_fma() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-  if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx)) return false;
-  return ebx == 0x68747541u && edx == 0x69746e65u && ecx == 0x444d4163u;  // "AuthenticAMD"
-#else
-  return false;
-#endif
-}
+inline bool bf16_dot_outpaces_fma() noexcept { return cpu_is_amd(); }
 
 inline std::atomic<int>& fp8_dot_setting() noexcept {
   static std::atomic<int> setting{[] {
