@@ -77,14 +77,14 @@ void BM_StreamRead(benchmark::State& state) {
   const auto n = static_cast<int64_t>(buffer.size());
   std::uint64_t sink = 0;
   for (auto _ : state) {
-    std::uint64_t sums[2][8] = {};
+    std::vector<std::uint64_t> sums(static_cast<size_t>(detail::kernel_threads()));  // per worker
     detail::parallel_for(n / 8, 1, [&](int64_t begin, int64_t end, int worker) {
       std::uint64_t lane[8] = {};
       for (int64_t i = begin * 8; i < end * 8; i += 8)
         for (int k = 0; k < 8; ++k) lane[k] ^= buffer[static_cast<size_t>(i + k)];
-      for (int k = 0; k < 8; ++k) sums[worker % 2][k] ^= lane[k];
+      for (int k = 0; k < 8; ++k) sums[static_cast<size_t>(worker)] ^= lane[k];
     });
-    sink ^= sums[0][0] ^ sums[1][0];
+    for (const std::uint64_t s : sums) sink ^= s;
     benchmark::DoNotOptimize(sink);
   }
   state.SetBytesProcessed(state.iterations() * kOut * kIn);
