@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "engram/io/config.hpp"
+#include "engram/io/config_json.hpp"
 #include "engram/layer/engram_layer.hpp"
 #include "engram/layer/fused_engram_layer.hpp"
 #include "fuzz_support.hpp"

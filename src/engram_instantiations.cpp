@@ -3,15 +3,26 @@
 // declarations of these types in the headers and stops instantiating them in every translation unit
 // that uses them. Compile this file with the same instruction-set flags as the consumer (-march):
 // the kernels a header selects depend on them (ENGRAM_HAVE_AVX512, ENGRAM_HASHING_HAVE_AVX512).
+//
+// It also holds the one definition of the non-template entry points that compiled mode keeps out
+// of the headers (engram/detail/compiled.hpp): EngramConfig::load, SafetensorsFile's parser and
+// save_safetensors, PackedTableInfo's JSON, CompressionTable's loader, open_table and its schemes.
 #define ENGRAM_EXTERN_TEMPLATES 1
+#define ENGRAM_COMPILING_INSTANTIATIONS 1
 
 #include "engram/hashing/ngram_hasher.hpp"
+#include "engram/io/config.hpp"
+#include "engram/io/safetensors.hpp"
 #include "engram/layer/engram_layer.hpp"
+#include "engram/layer/engram_stack.hpp"
+#include "engram/memory/packed_format.hpp"
+#include "engram/memory/tiers/open_table.hpp"
 #include "engram/nn/any_linear.hpp"
 #include "engram/nn/gate.hpp"
 #include "engram/nn/linear.hpp"
 #include "engram/nn/rms_norm.hpp"
 #include "engram/nn/short_conv.hpp"
+#include "engram/tokenizer/compression_table.hpp"
 
 namespace engram {
 
@@ -31,5 +42,8 @@ template class FusedGateT<float>;
 // body, so this is their only copy in a program built with the switch).
 template class EngramLayerT<float, DemoBlock, NumpyMultiplyXor>;
 template class EngramLayerT<float, V41Block, NumpyMultiplyXor>;
+// The model-level seam over them (tiers behind AnyTier, look-ahead prefetch).
+template class EngramStackT<EngramLayerT<float, DemoBlock, NumpyMultiplyXor>>;
+template class EngramStackT<EngramLayerT<float, V41Block, NumpyMultiplyXor>>;
 
 }  // namespace engram

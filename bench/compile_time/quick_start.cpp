@@ -12,7 +12,7 @@
 // --- the README snippet (paths under `dir`) ---
 #include <engram/layer/engram_stack.hpp>
 #include <engram/memory/tiers/open_table.hpp>
-#include <engram/tokenizer/vocab_compressor.hpp>
+#include <engram/tokenizer/compression_table.hpp>
 
 namespace quick_start {
 using namespace engram;

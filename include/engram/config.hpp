@@ -6,12 +6,11 @@
 // rule. validate() range-checks every field (errors name the source and the field); the derived
 // sizes (num_columns = (N-1)*H, row_dim, memory_dim) are what hashers, tables and layers use.
 //
-// Reading and writing JSON lives in engram/io/config.hpp, which defines the members declared here:
-//   EngramConfig::load(path)          (file -> validated config)
-//   EngramConfig::from_json(j, src)   (nlohmann::json -> validated config)
-//   c.to_json()                       (config -> reference-style nlohmann::json)
-// Using them without including engram/io/config.hpp is a compile error ("before deduction of
-// 'auto'"), never a silent link failure. Plain value type: copyable, thread-safe to share.
+// Reading and writing JSON: EngramConfig::load(path) (file -> validated config) is defined in
+// engram/io/config.hpp (in compiled mode once, in the library); from_json(j, src) and to_json()
+// in engram/io/config_json.hpp. Calling to_json without it is a compile error ("before deduction
+// of 'auto'"); calling load without engram/io/config.hpp a link error. Plain value type: copyable,
+// thread-safe to share.
 //
 //   engram::EngramConfig c;              // defaults: demo variant, N = 3, H = 8, d = 1024
 //   c.engram_vocab_size = {129280 * 5, 129280 * 5};
@@ -132,14 +131,14 @@ struct EngramConfig {
   }
 
   /// Reads and validates a config file (defined in engram/io/config.hpp).
-  static auto load(const std::string& path);
+  static EngramConfig load(const std::string& path);
 
-  /// Reads and validates a config object, any nlohmann::json-like type (engram/io/config.hpp);
+  /// Reads and validates a config object, any nlohmann::json-like type (engram/io/config_json.hpp);
   /// `source` names it in errors (usually the file path).
   template <class Json>
   static EngramConfig from_json(const Json& j, const std::string& source);
 
-  /// The config as reference-style nlohmann::json (defined in engram/io/config.hpp).
+  /// The config as reference-style nlohmann::json (defined in engram/io/config_json.hpp).
   auto to_json() const;
 };
 

@@ -17,6 +17,7 @@
 #include "engram/error.hpp"
 #include "engram/hashing/ngram_hasher.hpp"
 #include "engram/io/config.hpp"
+#include "engram/io/config_json.hpp"
 #include "engram/io/hf_config.hpp"
 #include "engram/io/model_directory.hpp"
 #include "engram/io/safetensors.hpp"

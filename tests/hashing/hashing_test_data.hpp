@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "engram/io/config.hpp"
+#include "engram/io/config_json.hpp"
 #include "engram/io/safetensors.hpp"
 #include "support/test_data.hpp"
 

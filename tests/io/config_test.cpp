@@ -1,4 +1,5 @@
 #include "engram/io/config.hpp"
+#include "engram/io/config_json.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

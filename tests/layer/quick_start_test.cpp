@@ -3,6 +3,9 @@
 // a prefetch policy, every layer of the config behind an EngramStack, `hidden += engram(ids,
 // hidden)` between the blocks. Checked against the resident layers run one by one.
 // The snippet lives in bench/compile_time/quick_start.cpp (the compile-time benchmark's TU).
+// Built twice: header-only (layer_quick_start_test) and in compiled mode
+// (layer_quick_start_compiled_test, linking engram::instantiations: the snippet's loaders,
+// open_table, the hasher, the layer and the stack come from src/engram_instantiations.cpp).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -25,10 +28,16 @@
 #include "layer/layer_golden.hpp"
 #include "memory/tiers/tier_test_support.hpp"
 
+#ifdef ENGRAM_EXTERN_TEMPLATES
+#define ENGRAM_QUICK_START_SUITE QuickStartCompiled
+#else
+#define ENGRAM_QUICK_START_SUITE QuickStart
+#endif
+
 namespace engram {
 namespace {
 
-TEST(QuickStart, StackOfTieredLayersEqualsTheResidentLayersOneByOne) {
+TEST(ENGRAM_QUICK_START_SUITE, StackOfTieredLayersEqualsTheResidentLayersOneByOne) {
   const test::LayerGolden g = test::load_layer_golden("demo_a");
   const test::ScratchDir scratch("quick_start");
   const std::string dir = scratch.path().string();

@@ -41,4 +41,10 @@ if(TARGET engram::xxhash AND TARGET engram::tokenizer)
   if(TARGET engram::uring)
     target_link_libraries(layer_quick_start_test PRIVATE engram::uring)
   endif()
+  # The same in compiled mode: what a consumer linking engram::instantiations builds.
+  if(TARGET engram::instantiations)
+    engram_add_layer_test(layer_quick_start_compiled_test layer/quick_start_test.cpp)
+    target_link_libraries(layer_quick_start_compiled_test PRIVATE engram::instantiations
+                                                                  engram::xxhash engram::tokenizer)
+  endif()
 endif()

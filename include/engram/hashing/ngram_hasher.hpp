@@ -247,25 +247,11 @@ class NgramHasherT {
   ///                 n_head_per_ngram, layer_ids, pad_id, seed)
   /// @param lookup   compression table, tokenizer id -> compressed id (>= 0); copied
   /// @param layer_id the transformer layer, one of config.layer_ids
-  NgramHasherT(const EngramConfig& config, std::span<const int64_t> lookup, int64_t layer_id)
-      : NgramHasherT(config,
-                     std::make_shared<const std::vector<int64_t>>(lookup.begin(), lookup.end()),
-                     layer_id) {}
+  NgramHasherT(const EngramConfig& config, std::span<const int64_t> lookup, int64_t layer_id);
 
   /// As above, sharing ownership of `lookup` (not null) instead of copying it.
   NgramHasherT(const EngramConfig& config, std::shared_ptr<const std::vector<int64_t>> lookup,
-               int64_t layer_id)
-      : lookup_owner_(std::move(lookup)),
-        lookup_(validated(config, lookup_owner_.get(), layer_id)),
-        layer_id_(layer_id),
-        max_ngram_size_(config.max_ngram_size),
-        heads_(config.n_head_per_ngram),
-        columns_(config.num_columns()),
-        compressed_vocab_size_(checked_compressed_vocab_size(lookup_)),
-        pad_compressed_id_(lookup_[static_cast<size_t>(config.pad_id)]),
-        cumulative_(config.dead_token_rule == DeadTokenRule::kCumulative),
-        primes_(engram_layer_primes(config, layer_id)),
-        policy_(NgramHashContext{config, layer_id, compressed_vocab_size_, primes_}) {}
+               int64_t layer_id);
 
   int64_t layer_id() const noexcept { return layer_id_; }
   int64_t max_ngram_size() const noexcept { return max_ngram_size_; }
@@ -561,6 +547,31 @@ class NgramHasherT {
   std::vector<int64_t> primes_;
   Policy policy_;
 };
+
+// The constructors out of the class body (not implicitly inline), so that a consumer of the
+// extern instantiation below does not compile them (nor the prime search they run).
+template <NgramHashPolicy Policy>
+NgramHasherT<Policy>::NgramHasherT(const EngramConfig& config, std::span<const int64_t> lookup,
+                                   int64_t layer_id)
+    : NgramHasherT(config,
+                   std::make_shared<const std::vector<int64_t>>(lookup.begin(), lookup.end()),
+                   layer_id) {}
+
+template <NgramHashPolicy Policy>
+NgramHasherT<Policy>::NgramHasherT(const EngramConfig& config,
+                                   std::shared_ptr<const std::vector<int64_t>> lookup,
+                                   int64_t layer_id)
+    : lookup_owner_(std::move(lookup)),
+      lookup_(validated(config, lookup_owner_.get(), layer_id)),
+      layer_id_(layer_id),
+      max_ngram_size_(config.max_ngram_size),
+      heads_(config.n_head_per_ngram),
+      columns_(config.num_columns()),
+      compressed_vocab_size_(checked_compressed_vocab_size(lookup_)),
+      pad_compressed_id_(lookup_[static_cast<size_t>(config.pad_id)]),
+      cumulative_(config.dead_token_rule == DeadTokenRule::kCumulative),
+      primes_(engram_layer_primes(config, layer_id)),
+      policy_(NgramHashContext{config, layer_id, compressed_vocab_size_, primes_}) {}
 
 /// The reference-compatible hasher.
 using NgramHasher = NgramHasherT<>;

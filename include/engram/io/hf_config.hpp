@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "engram/error.hpp"
-#include "engram/io/config.hpp"
+#include "engram/io/config_json.hpp"
 
 namespace engram {
 

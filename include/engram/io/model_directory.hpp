@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "engram/error.hpp"
-#include "engram/io/config.hpp"
+#include "engram/io/config_json.hpp"
 #include "engram/io/safetensors.hpp"
 
 namespace engram {

@@ -13,9 +13,7 @@
 // Entry points: compress_tokenizer_json(path), compress_tokenizer(TokenizerJson), and
 // compress_vocab(decoded_texts, raw_tokens) for callers who decode themselves; each takes an
 // optional normaliser. compress_vocab_reference is the plain spec of the default rule.
-// CompressionTable is saved as safetensors (I64 "lookup" [n]); loading validates that every entry
-// is in [0, C) and every value of [0, C) is used. Tables are immutable values (thread-safe reads);
-// a VocabCompressorT is single-threaded.
+// The result is a CompressionTable (compression_table.hpp). A VocabCompressorT is single-threaded.
 //
 //   const auto table = engram::compress_tokenizer_json("tokenizer.json");  // DeepSeek's rule
 //   struct Lower { std::string normalize(std::string_view s) const; };     // any other rule
@@ -36,79 +34,11 @@
 #include <vector>
 
 #include "engram/error.hpp"
-#include "engram/io/safetensors.hpp"
+#include "engram/tokenizer/compression_table.hpp"
 #include "engram/tokenizer/normalizer.hpp"
 #include "engram/tokenizer/tokenizer_json.hpp"
 
 namespace engram {
-
-/// Token id -> compressed id, validated to be onto [0, compressed_size()).
-class CompressionTable {
- public:
-  /// Name of the tensor in the safetensors file.
-  static constexpr std::string_view kTensorName = "lookup";
-
-  CompressionTable() = default;
-
-  /// Takes `lookup` and validates it (see the header); `source` names it in messages.
-  explicit CompressionTable(std::vector<int64_t> lookup,
-                            const std::string& source = "compression table")
-      : lookup_(std::move(lookup)) {
-    int64_t max = -1;
-    for (size_t i = 0; i < lookup_.size(); ++i) {
-      ENGRAM_CHECK(lookup_[i] >= 0, source, ": entry ", i, " is ", lookup_[i],
-                   ", expected a compressed id >= 0");
-      max = std::max(max, lookup_[i]);
-    }
-    ENGRAM_CHECK(max < static_cast<int64_t>(lookup_.size()), source, ": compressed id ", max,
-                 " is not below the number of entries ", lookup_.size());
-    compressed_size_ = max + 1;
-    std::vector<bool> used(static_cast<size_t>(compressed_size_), false);
-    for (int64_t v : lookup_) used[static_cast<size_t>(v)] = true;
-    for (int64_t v = 0; v < compressed_size_; ++v) {
-      ENGRAM_CHECK(used[static_cast<size_t>(v)], source, ": compressed id ", v,
-                   " is never used, expected every id in [0, ", compressed_size_, ") to be used");
-    }
-  }
-
-  const std::vector<int64_t>& lookup() const noexcept { return lookup_; }
-  /// Number of token ids (entries).
-  int64_t vocab_size() const noexcept { return static_cast<int64_t>(lookup_.size()); }
-  /// Number of distinct compressed ids, C.
-  int64_t compressed_size() const noexcept { return compressed_size_; }
-  /// Compressed id of `id`; `id` must be in [0, vocab_size()).
-  int64_t operator[](int64_t id) const noexcept { return lookup_[static_cast<size_t>(id)]; }
-  /// Compressed id of `id`, range-checked.
-  int64_t at(int64_t id) const {
-    ENGRAM_CHECK(id >= 0 && id < vocab_size(), "token id ", id,
-                 " is outside the compression table [0, ", vocab_size(), ")");
-    return (*this)[id];
-  }
-  bool operator==(const CompressionTable& other) const noexcept { return lookup_ == other.lookup_; }
-
-  /// Writes the table as safetensors (I64 "lookup" [n], metadata vocab_size/compressed_size).
-  void save(const std::string& path) const {
-    const TensorWrite tensors[] = {tensor_write<int64_t>(std::string(kTensorName), {vocab_size()},
-                                                         std::span<const int64_t>(lookup_))};
-    save_safetensors(path, tensors,
-                     {{"format", "engram compression table"},
-                      {"vocab_size", std::to_string(vocab_size())},
-                      {"compressed_size", std::to_string(compressed_size())}});
-  }
-
-  /// Reads and validates a table written by save() (or any 1-D I64/I32 "lookup" tensor).
-  static CompressionTable load(const std::string& path) {
-    const SafetensorsFile file(path);
-    const TensorView& tensor = file.at(kTensorName);
-    ENGRAM_CHECK(tensor.shape.size() == 1, path, ": tensor 'lookup' has shape ",
-                 shape_string(tensor.shape), ", expected one dimension [vocab_size]");
-    return CompressionTable(file.read_int64(kTensorName), path + ": tensor 'lookup'");
-  }
-
- private:
-  std::vector<int64_t> lookup_;
-  int64_t compressed_size_ = 0;
-};
 
 namespace detail {
 

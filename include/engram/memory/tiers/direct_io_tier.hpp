@@ -41,19 +41,12 @@
 
 #include "engram/error.hpp"
 #include "engram/memory/detail/io.hpp"
+#include "engram/memory/tiers/io_options.hpp"
 #include "engram/memory/tiers/packed_file.hpp"
 #include "engram/memory/tiers/page_reader.hpp"
 #include "engram/memory/tiers/row_tier.hpp"
 
 namespace engram {
-
-/// Options of a DirectIOTier.
-struct DirectIOOptions {
-  enum class Mode { kAuto, kDirect, kBuffered };
-  Mode mode = Mode::kAuto;       ///< O_DIRECT when the filesystem allows it (kAuto), always, never
-  PageReaderOptions reader;      ///< backend (io_uring / pread), queue depth, threads
-  bool verify_checksums = true;  ///< check every page read against the checksum table
-};
 
 namespace detail {
 

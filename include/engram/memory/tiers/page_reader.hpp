@@ -47,16 +47,9 @@
 
 #include "engram/error.hpp"
 #include "engram/memory/detail/io.hpp"
+#include "engram/memory/tiers/io_options.hpp"
 
 namespace engram {
-
-/// Choice and sizing of the page reader.
-struct PageReaderOptions {
-  enum class Backend { kAuto, kUring, kPread };
-  Backend backend = Backend::kAuto;
-  int queue_depth = 128;   ///< io_uring reads in flight (1..4096)
-  int pread_threads = 16;  ///< fallback threads, the caller included (1..1024)
-};
 
 /// Outcome of one read_pages call.
 struct PageReadStatus {
