@@ -93,10 +93,7 @@ LayerProfile profile_layer(const Layer& layer, std::span<const int64_t> ids,
                                 {},        scratch.data()};
   typename Layer::Workspace ws;
   const auto segments = detail::uniform_segments("bench", batch, seqlen);
-  const auto& table = layer.weights().table;
   std::vector<float> gathered(memory.size());
-  detail::AlignedBuffer<float> f32_scratch;
-  std::vector<GatherWorkspace> gather_workspaces(static_cast<size_t>(detail::kernel_threads()));
 
   using Clock = std::chrono::steady_clock;
   const auto seconds = [](const auto& fn) {
@@ -109,13 +106,7 @@ LayerProfile profile_layer(const Layer& layer, std::span<const int64_t> ids,
     const double t_total =
         seconds([&] { layer.forward_tokens(ids, hidden, batch, seqlen, out, ws); });
     const double t_hash = seconds([&] { layer.hash_tokens(ids, batch, seqlen, hash_ids); });
-    const double t_gather = seconds([&] {
-      detail::check_hash_ids("bench", table, hash_ids.data(), segments, nullptr);
-      detail::gather_memory(table, hash_ids.data(), tokens, gathered.data(), f32_scratch,
-                            std::span<GatherWorkspace>(gather_workspaces));
-      detail::check_finite_memory("bench", table, gathered.data(), hash_ids.data(), segments,
-                                  nullptr);
-    });
+    const double t_gather = seconds([&] { layer.gather(hash_ids, batch, seqlen, gathered, ws); });
     const double t_proj = seconds([&] { project(layer, memory.data(), tokens, kv.data()); });
     std::copy(projected.begin(), projected.end(), kv.begin());
     const double t_step = seconds([&] { layer.step().forward(block); });

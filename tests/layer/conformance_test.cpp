@@ -140,6 +140,23 @@ TYPED_TEST(LayerConformance, WholeAndReferenceMatchOracle) {
   });
 }
 
+TYPED_TEST(LayerConformance, GatherThenForwardMemoryEqualsForward) {
+  using Out = typename TestFixture::Out;
+  this->for_each_golden([&](const LayerGolden& g, const auto& layer, const Out& hidden) {
+    typename TestFixture::Layer::Workspace ws;
+    Out memory(static_cast<size_t>(g.tokens() * layer.config().memory_dim()));
+    layer.gather(g.hash_ids, g.batch, g.seq_len, memory, ws);
+    Out out(hidden.size());
+    layer.forward_memory(memory, hidden, g.batch, g.seq_len, out, ws);
+    EXPECT_EQ(out, this->whole(layer, g, hidden));  // forward's own gather, bit for bit
+    std::vector<int64_t> bad = g.hash_ids;
+    bad[1] = -1;
+    EXPECT_THROW(layer.gather(bad, g.batch, g.seq_len, memory, ws), Error);
+    Out small(memory.size() - 1);
+    EXPECT_THROW(layer.gather(g.hash_ids, g.batch, g.seq_len, small, ws), Error);
+  });
+}
+
 TYPED_TEST(LayerConformance, ChunkedEqualsWhole) {
   using Out = typename TestFixture::Out;
   this->for_each_golden([&](const LayerGolden& g, const auto& layer, const Out& hidden) {

@@ -169,6 +169,12 @@ class EngramLayerT {
                    std::span<int64_t> hash_ids, std::span<State* const> states = {},
                    std::span<const uint8_t> live = {}) const;
 
+  /// The gather step of forward alone: memory [B, T, cols * row_dim] = the table rows of hash_ids
+  /// [B, T, cols] (ids range-checked, rows checked finite: forward's code, for profiling and for
+  /// callers that keep the memory). Needs the table in RAM (not table_in_tier).
+  void gather(std::span<const int64_t> hash_ids, int64_t batch, int64_t seq_len,
+              std::span<Scalar> memory, Workspace& ws) const;
+
   /// The readable spec (the block's forward_reference over the reference gather): whole
   /// sequences; allocates.
   void forward_reference(std::span<const int64_t> hash_ids, std::span<const Scalar> hidden,
@@ -216,6 +222,10 @@ class EngramLayerT {
                         int64_t batch, int64_t seq_len, std::span<Scalar> out,
                         std::span<State* const> states, Workspace& ws,
                         std::span<const uint8_t> live, bool streaming) const;
+
+  // out [tokens, m] = rows of ids [tokens, cols] (valid: check_hash_ids), checked finite.
+  void gather_rows(const int64_t* ids, const detail::Segments& segments, const uint8_t* mask,
+                   Scalar* out, Workspace& ws) const;
 
   // memory == nullptr: gather e from the table by hash_ids; else e = memory ([tokens, m], checked
   // by forward_memory) and hash_ids is unused.
@@ -439,6 +449,30 @@ void EngramLayerT<Scalar, Block, HashPolicy>::memory_front_end(
 }
 
 template <class Scalar, class Block, NgramHashPolicy HashPolicy>
+void EngramLayerT<Scalar, Block, HashPolicy>::gather(std::span<const int64_t> hash_ids,
+                                                     int64_t batch, int64_t seq_len,
+                                                     std::span<Scalar> memory,
+                                                     Workspace& ws) const {
+  const auto segments = detail::uniform_segments(kWho, batch, seq_len);
+  const int64_t tokens = segments.total();
+  detail::check_size(kWho, "hash_ids", hash_ids.size(), tokens, cols_, "[B, T, cols]");
+  detail::check_size(kWho, "memory", memory.size(), tokens, kv_.in_features(),
+                     "[B, T, cols * row_dim]");
+  detail::check_hash_ids(kWho, weights_->table, hash_ids.data(), segments, nullptr);
+  if (tokens > 0) gather_rows(hash_ids.data(), segments, nullptr, memory.data(), ws);
+}
+
+template <class Scalar, class Block, NgramHashPolicy HashPolicy>
+void EngramLayerT<Scalar, Block, HashPolicy>::gather_rows(const int64_t* ids,
+                                                          const detail::Segments& segments,
+                                                          const uint8_t* mask, Scalar* out,
+                                                          Workspace& ws) const {
+  detail::gather_memory(weights_->table, ids, segments.total(), out, ws.memory_f32_,
+                        ws.gather_workspaces(detail::kernel_threads()));
+  detail::check_finite_memory(kWho, weights_->table, out, ids, segments, mask);
+}
+
+template <class Scalar, class Block, NgramHashPolicy HashPolicy>
 void EngramLayerT<Scalar, Block, HashPolicy>::run(
     std::span<const int64_t> hash_ids, std::span<const Scalar> hidden,
     const detail::Segments& segments, std::span<Scalar> out, std::span<State* const> states,
@@ -477,9 +511,7 @@ void EngramLayerT<Scalar, Block, HashPolicy>::run(
       ids = safe;
     }
     Scalar* gathered = ws.memory_.ensure(static_cast<size_t>(tokens * m));
-    detail::gather_memory(weights_->table, ids, tokens, gathered, ws.memory_f32_,
-                          ws.gather_workspaces(detail::kernel_threads()));
-    detail::check_finite_memory(kWho, weights_->table, gathered, ids, segments, mask);
+    gather_rows(ids, segments, mask, gathered, ws);
     e = gathered;
   } else {
     detail::check_finite_external_memory(kWho, memory, segments, cols_, m / cols_, mask);
