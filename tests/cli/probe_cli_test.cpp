@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "cli/cli_support.hpp"
+#include "engram/detail/cpu_features.hpp"
 
 namespace engram {
 namespace {
@@ -46,6 +47,20 @@ TEST(CliProbe, AnIsaLimitTurnsTheBf16FigureOff) {
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("isa avx2"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("bf16 dot peak     n/a"), std::string::npos) << r.output;
+}
+
+// A misspelt ISA setting is named on stderr and ignored (the CPU's best level stays in use).
+TEST(CliProbe, AnUnknownIsaSettingIsReportedAndIgnored) {
+  const auto r = test::shell("ENGRAM_ISA=avx9 " + std::string(ENGRAM_CLI_PATH) +
+                             " probe --threads 1 --memory-mb 64");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("engram: ignoring ENGRAM_ISA=avx9 (expected one of scalar, avx2, "
+                          "avx512, avx512bf16)"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find(std::string("isa ") + std::string(isa_name(best_isa()))),
+            std::string::npos)
+      << r.output;
 }
 
 // `engram bench --probe FILE --profile`: the roofline line and the split of a forward, whose parts

@@ -10,12 +10,14 @@
 // The levels are ordered: a machine with one has every level below it.
 // `best_isa()` is what the CPU (cpuid) and the OS (xgetbv: the vector registers are saved) allow;
 // `active_isa()` is that, lowered by `set_isa_limit(isa)` or by the environment variable
-// ENGRAM_ISA=scalar|avx2|avx512|avx512bf16 (read once), never raised above best_isa(), so tests can
+// ENGRAM_ISA=scalar|avx2|avx512|avx512bf16 (read once; another value is ignored with a line on
+// stderr), never raised above best_isa(), so tests can
 // run every path the machine has against the scalar reference. Thread safety: the detection runs
 // once (static init); set_isa_limit is an atomic store meant for tests and start-up.
 #pragma once
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <string_view>
 
@@ -93,10 +95,18 @@ inline Isa detect_isa() noexcept {
 #endif
 }
 
+/// One line on stderr for an environment setting the library does not know (it is then ignored),
+/// so that a typo is not silently measured as the default.
+inline void warn_unknown_setting(const char* variable, const char* value,
+                                 const char* choices) noexcept {
+  std::fprintf(stderr, "engram: ignoring %s=%s (expected one of %s)\n", variable, value, choices);
+}
+
 inline std::atomic<int>& isa_limit() noexcept {
   static std::atomic<int> limit{[] {
     Isa env = Isa::kAvx512Bf16;
-    if (const char* s = std::getenv("ENGRAM_ISA")) parse_isa(s, env);
+    if (const char* s = std::getenv("ENGRAM_ISA"); s != nullptr && !parse_isa(s, env))
+      warn_unknown_setting("ENGRAM_ISA", s, "scalar, avx2, avx512, avx512bf16");
     return static_cast<int>(env);
   }()};
   return limit;

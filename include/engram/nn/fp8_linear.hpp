@@ -86,6 +86,8 @@ inline std::atomic<int>& fp8_dot_setting() noexcept {
   static std::atomic<int> setting{[] {
     const char* s = std::getenv("ENGRAM_FP8_DOT");
     const std::string_view v = s ? s : "";
+    if (s != nullptr && v != "bf16" && v != "f32" && v != "auto")
+      warn_unknown_setting("ENGRAM_FP8_DOT", s, "bf16, f32, auto");
     return static_cast<int>(v == "bf16"  ? Fp8Dot::kBf16
                             : v == "f32" ? Fp8Dot::kF32
                                          : Fp8Dot::kAuto);
