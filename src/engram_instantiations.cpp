@@ -26,6 +26,16 @@
 
 namespace engram {
 
+namespace detail {
+bool instantiations_use_openmp() noexcept {
+#ifdef _OPENMP
+  return true;
+#else
+  return false;
+#endif
+}
+}  // namespace detail
+
 // hashing/
 template class NgramHasherT<NumpyMultiplyXor>;
 

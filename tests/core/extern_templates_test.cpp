@@ -16,6 +16,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "engram/detail/compiled.hpp"
 #include "engram/hashing/ngram_hasher.hpp"
 #include "engram/layer/engram_layer.hpp"
 #include "engram/nn/linear.hpp"
@@ -40,6 +41,16 @@ TEST(ExternTemplates, HasherFromTheLibraryMatchesTheOracle) {
     h.hash(g.ids, g.batch, g.seqlen, out);
     EXPECT_EQ(out, g.hash_ids);
   }
+}
+
+// The library's layers run on OpenMP threads when this consumer does (it was built without OpenMP
+// once, so that every layer from engram::instantiations ran on one thread).
+TEST(ExternTemplates, LibraryIsBuiltWithOpenMPWhenTheConsumerIs) {
+#ifdef _OPENMP
+  EXPECT_TRUE(detail::instantiations_use_openmp());
+#else
+  GTEST_SKIP() << "this test binary is built without OpenMP";
+#endif
 }
 
 template <class Weight>

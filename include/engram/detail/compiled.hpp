@@ -22,3 +22,11 @@
 #else
 #define ENGRAM_INLINE inline
 #endif
+
+#ifdef ENGRAM_EXTERN_TEMPLATES
+namespace engram::detail {
+/// Whether engram::instantiations was compiled with OpenMP (its layers' kernels run on
+/// kernel_threads() threads); a consumer compiled with OpenMP expects true.
+bool instantiations_use_openmp() noexcept;
+}  // namespace engram::detail
+#endif
