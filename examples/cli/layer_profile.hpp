@@ -5,8 +5,9 @@
 //   hash        hash_tokens (token-id checks, token ids -> per-column ids)
 //   gather      id checks, rows read and decoded, their finite check (as the layer runs them)
 //   projection  the stacked keys + value GEMM
-//   per-token   the block's step (bias, gate, value, conv; kv restored before each call)
-//   checks      the finite check of the hidden states
+//   per-token   the block's step (bias, gate, value, conv; kv restored before each call; with
+//               the demo block also the hidden states' finite check, made by its gate)
+//   checks      the layer's own finite check of the hidden states (blocks without kChecksHidden)
 //   other       total - the parts above (setup, dispatch), so that the parts add up to total
 //   total       forward_tokens
 // `other` can come out slightly negative on a noisy machine; it is printed as measured. Roofline:
@@ -84,7 +85,7 @@ LayerProfile profile_layer(const Layer& layer, std::span<const int64_t> ids,
   std::vector<float> kv(static_cast<size_t>(tokens * projection.out));
   project(layer, memory.data(), tokens, kv.data());
   const std::vector<float> projected = kv;
-  std::vector<float> scratch(hidden.size());
+  std::vector<float> scratch(static_cast<size_t>(layer.step().scratch_size(tokens)));
   std::vector<int64_t> token_segment(static_cast<size_t>(tokens)), segment_start(batch);
   for (int64_t t = 0; t < tokens; ++t) token_segment[t] = t / seqlen;
   for (int64_t s = 0; s < batch; ++s) segment_start[s] = s * seqlen;
@@ -109,10 +110,12 @@ LayerProfile profile_layer(const Layer& layer, std::span<const int64_t> ids,
     const double t_gather = seconds([&] { layer.gather(hash_ids, batch, seqlen, gathered, ws); });
     const double t_proj = seconds([&] { project(layer, memory.data(), tokens, kv.data()); });
     std::copy(projected.begin(), projected.end(), kv.begin());
-    const double t_step = seconds([&] { layer.step().forward(block); });
+    const double t_step = seconds([&] { (void)layer.step().forward(block); });
+    // A block that checks the hidden states in its step has no separate check (kChecksHidden).
     const double t_checks = seconds([&] {
-      detail::check_finite_hidden("bench", hidden.data(), segments, layer.hc_mult(),
-                                  layer.hidden_size(), nullptr);
+      if constexpr (!Layer::BlockType::kChecksHidden)
+        detail::check_finite_hidden("bench", hidden.data(), segments, layer.hc_mult(),
+                                    layer.hidden_size(), nullptr);
     });
     if (r < 0) continue;
     total.push_back(t_total);
@@ -144,6 +147,8 @@ inline void print_profile(const LayerProfile& p, int64_t tokens) {
   const double non_gemm = p.hash + p.gather + p.per_token + p.checks;
   std::printf("non-GEMM share %.1f%% (hash + gather + per-token + checks over them + projection)\n",
               100.0 * non_gemm / (non_gemm + p.projection));
+  std::printf("beyond the projection %.1f%% of the forward (1 - projection / total)\n",
+              100.0 * (1.0 - p.projection / p.total));
 }
 
 /// The work of one forward over `tokens` tokens, for the roofline columns.

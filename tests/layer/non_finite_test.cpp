@@ -66,6 +66,33 @@ TEST(NonFinite, HiddenStateIsReportedWithItsPosition) {
   EXPECT_LT(test::oracle_error(out, g.expected), test::kOracleTolerance);
 }
 
+TEST(NonFinite, DemoLayerChecksLiveTokensOnlyAndTakesHugeFiniteValues) {
+  // The demo block checks hidden states in its gate (the sum of squares, then the row itself when
+  // that sum is not finite): a value whose square overflows is finite and goes through, a NaN in
+  // a dead token is not the layer's input.
+  const LayerGolden g = load_layer_golden("demo_a");
+  const auto layer =
+      EngramLayer::load(g.config, g.weights, {.prefix = "", .column_rows = g.primes});
+  EngramLayer::Workspace ws;
+  std::vector<float> hidden = g.hidden;
+  hidden[hidden_index(g, 0, 2, 1, 4)] = 3e20f;  // its square is beyond float's range
+  std::vector<float> out(g.expected.size());
+  EXPECT_NO_THROW(layer.forward(g.hash_ids, hidden, g.batch, g.seq_len, out, ws));
+
+  hidden = g.hidden;
+  const int64_t dead = g.seq_len + 2;  // sequence 1, position 2
+  hidden[dead * g.width() + 1] = kNaN;
+  std::vector<uint8_t> live(g.tokens(), 1);
+  EXPECT_THAT(
+      error_of([&] { layer.forward(g.hash_ids, hidden, g.batch, g.seq_len, out, ws, live); }),
+      HasSubstr("hidden state at sequence 1, position 2, branch 0, channel 1 is nan"));
+  live[dead] = 0;
+  std::vector<float> expected(out.size());
+  layer.forward(g.hash_ids, g.hidden, g.batch, g.seq_len, expected, ws, live);
+  layer.forward(g.hash_ids, hidden, g.batch, g.seq_len, out, ws, live);
+  EXPECT_TRUE(out == expected) << "a dead token's hidden state changed the output";
+}
+
 /// The first token (flat index) that reads global row `row` through column `c`, or -1.
 int64_t first_user(const LayerGolden& g, int64_t c, int64_t id) {
   const int64_t cols = g.config.num_columns();

@@ -143,8 +143,16 @@ class EngramDecodeStateT {
   /// Stores the last rows of a chunk of `len` normed rows [len, channels] (the chunk's first token
   /// at position()) and advances the position.
   void push_conv_rows(const Scalar* rows, int64_t len) noexcept {
+    push_conv_rows_with(
+        len, [&](int64_t p, Scalar* dst) { std::copy_n(rows + p * channels_, channels_, dst); });
+  }
+
+  /// push_conv_rows with the rows made on demand: row(p, dst) writes the chunk's row p
+  /// [channels] into dst, called for the rows the ring keeps (the last ring_rows_).
+  template <class RowFn>
+  void push_conv_rows_with(int64_t len, const RowFn& row) noexcept {
     for (int64_t p = std::max<int64_t>(0, len - ring_rows_); p < len; ++p)
-      std::copy_n(rows + p * channels_, channels_, conv_row(position_ + p));
+      row(p, conv_row(position_ + p));
     position_ += len;
   }
 
@@ -213,6 +221,12 @@ struct DecodeStateAccess {
                              int64_t len) noexcept {
     state.push_conv_rows(rows, len);
   }
+  /// As push_conv_rows, row(p, dst) writing the chunk's row p where the ring keeps it.
+  template <class Scalar, class RowFn>
+  static void push_conv_rows_with(EngramDecodeStateT<Scalar>& state, int64_t len,
+                                  const RowFn& row) noexcept {
+    state.push_conv_rows_with(len, row);
+  }
   /// True when the state's conv history is [history_rows, channels] (made by such a layer).
   template <class Scalar>
   static bool has_shape(const EngramDecodeStateT<Scalar>& state, int64_t history_rows,
@@ -245,7 +259,7 @@ class EngramWorkspaceT {
   detail::AlignedBuffer<Scalar> memory_;          // e, [tokens, memory_dim]
   detail::AlignedBuffer<float> memory_f32_;       // e as gathered when Scalar is not float
   detail::AlignedBuffer<Scalar> kv_;              // projections, [tokens, (hc + 1) * d]
-  detail::AlignedBuffer<Scalar> normed_;          // conv inputs, [tokens, hc * d]
+  detail::AlignedBuffer<Scalar> step_scratch_;    // the block step's (Step::scratch_size)
   detail::AlignedBuffer<int64_t> token_segment_;  // token -> its sequence in the call
   detail::AlignedBuffer<int64_t> segment_start_;  // sequence -> its first token
   detail::AlignedBuffer<int64_t> hashed_ids_;     // hash ids of the token-id front end

@@ -294,7 +294,8 @@ void EngramLayerT<Scalar, Block, HashPolicy>::reserve(Workspace& ws, int64_t tok
   if (!std::is_same_v<Scalar, float> || kv_.is_fp8())
     ws.memory_f32_.ensure(static_cast<size_t>(tokens * m));
   ws.kv_.ensure(static_cast<size_t>(tokens * kv_.out_features()));
-  if constexpr (Block::kHasHistory) ws.normed_.ensure(static_cast<size_t>(tokens * hc_ * d_));
+  if (step_.scratch_size(tokens) > 0)
+    ws.step_scratch_.ensure(static_cast<size_t>(step_.scratch_size(tokens)));
   ws.token_segment_.ensure(static_cast<size_t>(tokens));
   ws.segment_start_.ensure(static_cast<size_t>(sequences));
   ws.hashed_ids_.ensure(static_cast<size_t>(tokens * cols_));
@@ -485,10 +486,11 @@ void EngramLayerT<Scalar, Block, HashPolicy>::run(
   const uint8_t* mask = live.empty() ? nullptr : live.data();
   if (memory == nullptr)
     detail::check_hash_ids(kWho, weights_->table, hash_ids.data(), segments, mask);
-  detail::check_finite_hidden(kWho, hidden.data(), segments, hc_, d_, mask);
+  if constexpr (!Block::kChecksHidden)
+    detail::check_finite_hidden(kWho, hidden.data(), segments, hc_, d_, mask);
   if (tokens == 0) return;
 
-  const int64_t c = hc_ * d_, n = kv_.out_features(), m = kv_.in_features();
+  const int64_t n = kv_.out_features(), m = kv_.in_features();
   int64_t* token_segment = ws.token_segment_.ensure(static_cast<size_t>(tokens));
   int64_t* segment_start = ws.segment_start_.ensure(static_cast<size_t>(segments.count));
   for (int64_t s = 0, token = 0; s < segments.count; ++s) {
@@ -519,10 +521,14 @@ void EngramLayerT<Scalar, Block, HashPolicy>::run(
   Scalar* kv = ws.kv_.ensure(static_cast<size_t>(tokens * n));
   kv_.forward(e, tokens, kv, ws.memory_f32_);
 
-  Scalar* scratch = nullptr;
-  if constexpr (Block::kHasHistory) scratch = ws.normed_.ensure(static_cast<size_t>(tokens * c));
-  step_.forward({kv, hidden.data(), out.data(), tokens, mask, token_segment, segment_start,
-                 segments.count, states, scratch});
+  const int64_t scratch_size = step_.scratch_size(tokens);
+  Scalar* scratch =
+      scratch_size > 0 ? ws.step_scratch_.ensure(static_cast<size_t>(scratch_size)) : nullptr;
+  const int64_t bad = step_.forward({kv, hidden.data(), out.data(), tokens, mask, token_segment,
+                                     segment_start, segments.count, states, scratch});
+  // A block that checks the hidden states found a non-finite one and wrote nothing: the check
+  // names its sequence, position, branch and channel.
+  if (bad >= 0) detail::check_finite_hidden(kWho, hidden.data(), segments, hc_, d_, mask);
 }
 
 /// DeepSeek-V4.1's released Engram layer (residual included, FP8 table and wkv).

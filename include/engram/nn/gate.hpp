@@ -85,19 +85,54 @@ class EngramGateT {
 
   /// keys: [hc, d] projections with bias; hidden: [hc, d]; alpha: [hc] gates in (0, 1).
   void forward(const Scalar* keys, const Scalar* hidden, Scalar* alpha) const noexcept {
+    (void)forward(keys, nullptr, hidden, alpha);
+  }
+
+  /// As forward(keys, hidden, alpha) with the keys keys + key_bias (key_bias [hc, d] or null),
+  /// the bias added on the fly. One pass over each branch: <key, h * w>, |key|^2 and |h|^2 summed
+  /// together, kLanes lanes wide. Returns false when the sum of squares of hidden is not finite (a
+  /// NaN or infinity in hidden, or values beyond the square root of the largest Scalar): alpha is
+  /// then meaningless. (A NaN gate input does not show in alpha: signed_sqrt maps it to 0.)
+  [[nodiscard]] bool forward(const Scalar* keys, const Scalar* key_bias, const Scalar* hidden,
+                             Scalar* alpha) const noexcept {
+    using Lanes = Eigen::Array<Scalar, kLanes, 1>;
+    using LanesMap = Eigen::Map<const Lanes>;
     const Scalar inv_sqrt_d = Scalar(1) / std::sqrt(static_cast<Scalar>(d_));
+    const int64_t whole = d_ / kLanes * kLanes;
+    Scalar hidden_squares = 0;
     for (int64_t i = 0; i < hc_; ++i) {
-      const detail::ConstArrayMap<Scalar> k(keys + i * d_, d_);
-      const detail::ConstArrayMap<Scalar> h(hidden + i * d_, d_);
-      const detail::ConstArrayMap<Scalar> w(norm_product_.data() + i * d_, d_);
-      const Scalar dot = (k * h * w).sum();
-      const Scalar g = dot * RmsNormT<Scalar>::inverse_rms(k.square().sum(), d_, eps_) *
-                       RmsNormT<Scalar>::inverse_rms(h.square().sum(), d_, eps_) * inv_sqrt_d;
+      const Scalar* k = keys + i * d_;
+      const Scalar* b = key_bias != nullptr ? key_bias + i * d_ : nullptr;
+      const Scalar* h = hidden + i * d_;
+      const Scalar* w = norm_product_.data() + i * d_;
+      Lanes dot = Lanes::Zero(), kk = Lanes::Zero(), hh = Lanes::Zero();
+      for (int64_t j = 0; j < whole; j += kLanes) {
+        Lanes kj = LanesMap(k + j);
+        if (b != nullptr) kj += LanesMap(b + j);
+        const Lanes hj = LanesMap(h + j);
+        dot += kj * hj * LanesMap(w + j);
+        kk += kj.square();
+        hh += hj.square();
+      }
+      Scalar dot_sum = dot.sum(), kk_sum = kk.sum(), hh_sum = hh.sum();
+      for (int64_t j = whole; j < d_; ++j) {
+        const Scalar kj = b != nullptr ? k[j] + b[j] : k[j];
+        dot_sum += kj * h[j] * w[j];
+        kk_sum += kj * kj;
+        hh_sum += h[j] * h[j];
+      }
+      const Scalar g = dot_sum * RmsNormT<Scalar>::inverse_rms(kk_sum, d_, eps_) *
+                       RmsNormT<Scalar>::inverse_rms(hh_sum, d_, eps_) * inv_sqrt_d;
       alpha[i] = sigmoid(signed_sqrt(g));
+      hidden_squares += hh_sum;
     }
+    return std::isfinite(hidden_squares);
   }
 
  private:
+  /// Accumulator lanes of the one-pass sums: one 64-byte vector.
+  static constexpr int kLanes = 64 / static_cast<int>(sizeof(Scalar));
+
   int64_t d_ = 0;
   int64_t hc_ = 0;
   double eps_ = kGateNormEps;

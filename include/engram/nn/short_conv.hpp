@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstdint>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "engram/error.hpp"
@@ -96,25 +97,28 @@ class ShortConvT {
   /// t - (k - 1 - m) * dilation, or null when that is before the sequence start (zero); so
   /// sources[k - 1] is step t itself. out [C] is overwritten, or added to when `accumulate`.
   void convolve_row(const Scalar* const* sources, Scalar* out, bool accumulate) const noexcept {
-    constexpr int64_t kBlock = 256;
-    const int64_t c = channels();
-    for (int64_t c0 = 0; c0 < c; c0 += kBlock) {
-      const int64_t n = std::min(kBlock, c - c0);
-      Eigen::Array<Scalar, Eigen::Dynamic, 1, 0, kBlock, 1> z(n);
-      z.setZero();
-      for (int64_t m = 0; m < k_; ++m) {
-        if (sources[m] == nullptr) continue;
-        z += detail::ConstArrayMap<Scalar>(taps_.data() + m * c + c0, n) *
-             detail::ConstArrayMap<Scalar>(sources[m] + c0, n);
-      }
-      // SiLU in the (always aligned) block, so the result does not depend on out's alignment
-      z = z / (Scalar(1) + (-z).exp());
-      detail::ArrayMap<Scalar> o(out + c0, n);
+    for_each_vector(sources, [&](int64_t, int64_t c0, const auto& z) {
+      Eigen::Map<std::decay_t<decltype(z)>> o(out + c0);
       if (accumulate)
         o += z;
       else
         o = z;
-    }
+    });
+  }
+
+  /// The demo layer's output row in one write: out[i * d + j] = alpha[i] * value[j] + silu(z)
+  /// with z the convolution of sources (as convolve_row; value null: out = silu(z), a token whose
+  /// gates are shut): y and the conv summed as the layer's y + ShortConv(y), out written once.
+  void convolve_row_gated(const Scalar* const* sources, const Scalar* value, const Scalar* alpha,
+                          Scalar* out) const noexcept {
+    for_each_vector(sources, [&](int64_t i, int64_t c0, const auto& z) {
+      using Z = std::decay_t<decltype(z)>;
+      Eigen::Map<Z> o(out + c0);
+      if (value == nullptr)
+        o = z;
+      else
+        o = alpha[i] * Eigen::Map<const Z>(value + (c0 - i * d_)) + z;
+    });
   }
 
   /// convolve_row over a padded buffer: `row` is step t's normed input, rows are `row_stride`
@@ -150,6 +154,39 @@ class ShortConvT {
   int64_t k_ = 1;
   int64_t dilation_ = 1;
   double eps_ = kConvNormEps;
+  /// Channels of one vector of the convolution (64 bytes).
+  static constexpr int kLanes = 64 / static_cast<int>(sizeof(Scalar));
+  using Lanes = Eigen::Array<Scalar, kLanes, 1>;
+  using Lane = Eigen::Array<Scalar, 1, 1>;
+
+  /// z = silu(sum_m taps[m] * sources[m]) over each branch's channels, kLanes at a time (the
+  /// branch's last d mod kLanes one at a time), every sum in registers, taps in order m = 0..k-1;
+  /// store(branch, first channel, z) gets each z (Lanes or Lane).
+  template <class Store>
+  void for_each_vector(const Scalar* const* sources, const Store& store) const noexcept {
+    const int64_t c = channels();
+    const Scalar* tap[kMaxKernelSize];
+    const Scalar* source[kMaxKernelSize];
+    int64_t active = 0;
+    for (int64_t m = 0; m < k_; ++m) {
+      if (sources[m] == nullptr) continue;
+      tap[active] = taps_.data() + m * c;
+      source[active++] = sources[m];
+    }
+    const auto conv = [&]<class Z>(int64_t c0) {
+      Z z = Z::Zero();
+      for (int64_t m = 0; m < active; ++m)
+        z += Eigen::Map<const Z>(tap[m] + c0) * Eigen::Map<const Z>(source[m] + c0);
+      return Z(z / (Scalar(1) + (-z).exp()));
+    };
+    for (int64_t i = 0; i < hc_; ++i) {
+      const int64_t end = (i + 1) * d_;
+      int64_t c0 = i * d_;
+      for (; c0 + kLanes <= end; c0 += kLanes) store(i, c0, conv.template operator()<Lanes>(c0));
+      for (; c0 < end; ++c0) store(i, c0, conv.template operator()<Lane>(c0));
+    }
+  }
+
   std::span<const Scalar> norm_weight_;
   std::vector<Scalar> taps_;  // [k, C]: tap m of every channel contiguous
 };

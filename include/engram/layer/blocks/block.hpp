@@ -5,10 +5,16 @@
 //   kName                          the layer's name in error messages;
 //   Weights<Scalar>                its checkpoint weights (config, table, kv_weight, ...);
 //   load_weights<Scalar>(config, file, options)  reads them (checkpoint.hpp);
+//   kHasHistory                    whether states keep conv rows;
+//   kChecksHidden                  whether Step::forward checks the hidden states itself (else
+//                                  the layer does before the step);
 //   Step<Scalar>                   built from the weights; history_rows() (conv rows a state
-//                                  keeps), forward(BlockBatch) (noexcept, threads over tokens;
-//                                  writes out and updates the states) and forward_reference(...)
-//                                  (the readable spec, plain loops; allocates).
+//                                  keeps), scratch_size(tokens) (BlockBatch::scratch values),
+//                                  forward(BlockBatch) (noexcept, threads over tokens; writes out
+//                                  and updates the states; returns -1, or with kChecksHidden a
+//                                  live token whose hidden state is not finite, having written
+//                                  nothing) and forward_reference(...) (the readable spec, plain
+//                                  loops; allocates).
 // The blocks: DemoBlock (demo_block.hpp) and V41Block (v41_block.hpp).
 #pragma once
 
@@ -34,7 +40,7 @@ struct BlockBatch {
   const int64_t* segment_start;  ///< sequence -> its first token
   int64_t segments;              ///< sequences in the call
   std::span<EngramDecodeStateT<Scalar>* const> states;  ///< empty or one per sequence
-  Scalar* scratch;  ///< [tokens, hc, d] when the block has history rows (conv inputs), else null
+  Scalar* scratch;  ///< Step::scratch_size(tokens) values (null when that is 0)
 
   bool dead(int64_t t) const noexcept { return live != nullptr && live[t] == 0; }
   int64_t length(int64_t s) const noexcept {
@@ -49,6 +55,7 @@ concept EngramBlock = requires {
   typename B::template Weights<float>;
   typename B::template Step<float>;
   { B::kHasHistory } -> std::convertible_to<bool>;
+  { B::kChecksHidden } -> std::convertible_to<bool>;
 };
 
 }  // namespace engram

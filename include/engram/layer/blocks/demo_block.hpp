@@ -7,13 +7,17 @@
 //   out     = y + ShortConv(y)   (branch RMSNorms, causal depthwise conv, SiLU; short_conv.hpp)
 // A dead token's gates are shut (alpha = 0: y = 0, nothing enters the conv); its out is the conv
 // of the earlier live tokens. A state keeps the conv's last (kernel_size - 1) * max_ngram_size
-// normed rows. Fast path: chunks of tokens, each gated (bias, gate, y and the conv norms per token)
-// then convolved while its rows are in cache, the same operations in the same order as two passes
-// (a streaming sequence's earlier steps read from its state's ring; kv is only read).
+// normed rows. Fast path, two passes over the call's tokens: pass 1 gates each live token (keys +
+// bias against its hidden state, one pass per branch) and checks that hidden state on the way (a
+// non-finite one stops the call before anything is written); pass 2 makes each token's value, conv
+// input (into a small per-thread ring) and output row, written once. A streaming sequence's earlier
+// steps come from its state's ring; kv is only read.
 // forward_reference is the PyTorch module step by step (separate key projections, double sums).
 #pragma once
 
 #include <algorithm>
+#include <atomic>
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -39,6 +43,8 @@ namespace engram {
 struct DemoBlock {
   static constexpr std::string_view kName = "EngramLayer";
   static constexpr bool kHasHistory = true;
+  /// Step::forward checks the live tokens' hidden states (the gate's sums of squares).
+  static constexpr bool kChecksHidden = true;
   /// Largest hc_mult supported (per-token gates live on the stack).
   static constexpr int64_t kMaxHcMult = 64;
 
@@ -67,41 +73,52 @@ struct DemoBlock {
     const EngramGateT<Scalar>& gate() const noexcept { return gate_; }
     const ShortConvT<Scalar>& short_conv() const noexcept { return conv_; }
 
-    void forward(const BlockBatch<Scalar>& b) const noexcept {
-      const int64_t c = hc_ * d_;
-      // Chunks of tokens, each gated then convolved while its rows are in cache. A worker convolves
-      // a token once every conv input it reads is gated: inputs before the worker's first token
-      // belong to another worker, so those few tokens wait for the end of the parallel loop.
-      const int64_t chunk =
-          std::max<int64_t>(1, kChunkBytes / (static_cast<int64_t>(sizeof(Scalar)) * 4 * c));
-      int64_t worker_begin[kMaxWorkers], worker_end[kMaxWorkers];
-      const bool parallel = detail::kernel_threads() <= kMaxWorkers;
-      std::fill_n(worker_begin, kMaxWorkers, int64_t{0});
-      std::fill_n(worker_end, kMaxWorkers, int64_t{0});
-      const auto body = [&](int64_t begin, int64_t end, int worker) {
-        worker_begin[worker] = begin;
-        worker_end[worker] = end;
-        for (int64_t t0 = begin; t0 < end; t0 += chunk) {
-          const int64_t t1 = std::min(end, t0 + chunk);
-          gate_rows(b, t0, t1);
-          for (int64_t t = t0; t < t1; ++t)
-            if (first_input(b, t) >= begin) convolve(b, t);
-        }
-      };
-      if (parallel)
-        detail::parallel_for(b.tokens, 16, body);
-      else
-        body(0, b.tokens, 0);
-      for (int64_t w = 0; w < kMaxWorkers; ++w) {
-        const int64_t begin = worker_begin[w];
-        for (int64_t t = begin; t < worker_end[w] && t < begin + conv_.history_rows(); ++t)
-          if (first_input(b, t) < begin) convolve(b, t);
-      }
+    /// Scratch values forward() needs for `tokens` tokens (BlockBatch::scratch): the gates
+    /// [tokens, hc], then per kernel thread a ring of history_rows() + 1 normed rows and a value
+    /// row.
+    int64_t scratch_size(int64_t tokens) const noexcept {
+      return tokens * hc_ + detail::kernel_threads() * worker_scratch();
+    }
 
-      // Each state keeps the chunk's newest normed rows (history and rollback) in its ring.
-      for (int64_t s = 0; s < static_cast<int64_t>(b.states.size()); ++s)
-        detail::DecodeStateAccess::push_conv_rows(*b.states[s], b.scratch + b.segment_start[s] * c,
-                                                  b.length(s));
+    /// The step over a call (see the banner). Pass 1 gates every live token (keys + bias against
+    /// hidden, in one pass per branch) and checks its hidden state on the way; pass 2 forms each
+    /// token's value, conv input and output row. Returns -1, or a live token whose hidden state
+    /// is not finite: then nothing is written (out, states) and the caller reports the error.
+    [[nodiscard]] int64_t forward(const BlockBatch<Scalar>& b) const noexcept {
+      const int64_t c = hc_ * d_, n = (hc_ + 1) * d_;
+      Scalar* alpha = b.scratch;
+      std::atomic<int64_t> bad{b.tokens};
+      detail::parallel_for(b.tokens, 16, [&](int64_t begin, int64_t end, int) {
+        for (int64_t t = begin; t < end; ++t) {
+          Scalar* a = alpha + t * hc_;
+          if (b.dead(t)) {  // gates shut
+            std::fill_n(a, hc_, Scalar(0));
+            continue;
+          }
+          const Scalar* h = b.hidden + t * c;
+          if (!gate_.forward(b.kv + t * n, bias_.data(), h, a) && !all_finite(h, c)) {
+            int64_t seen = bad.load(std::memory_order_relaxed);
+            while (t < seen && !bad.compare_exchange_weak(seen, t, std::memory_order_relaxed)) {
+            }
+            return;
+          }
+        }
+      });
+      if (bad.load() < b.tokens) return bad.load();
+
+      detail::parallel_for(b.tokens, 16, [&](int64_t begin, int64_t end, int worker) {
+        convolve_range(b, begin, end, b.scratch + b.tokens * hc_ + worker * worker_scratch());
+      });
+
+      // Each state keeps the newest normed rows of its chunk (history and rollback) in its ring.
+      Scalar* value = b.scratch + b.tokens * hc_ + (conv_.history_rows() + 1) * c;
+      for (int64_t s = 0; s < static_cast<int64_t>(b.states.size()); ++s) {
+        const int64_t first = b.segment_start[s];
+        detail::DecodeStateAccess::push_conv_rows_with(
+            *b.states[s], b.length(s),
+            [&](int64_t p, Scalar* dst) { (void)normed_row(b, first + p, value, dst); });
+      }
+      return -1;
     }
 
     /// The readable spec over whole sequences: e [B * T, m] the reference gather, live null (all
@@ -132,63 +149,62 @@ struct DemoBlock {
     }
 
    private:
-    /// Workers whose ranges forward() records (more kernel threads: one worker).
-    static constexpr int kMaxWorkers = 256;
-    /// Bytes of a chunk's rows (kv, hidden, out, normed) kept in cache between gate and conv.
-    static constexpr int64_t kChunkBytes = int64_t{256} << 10;
+    /// Scratch values of one worker of pass 2: a ring of history_rows() + 1 normed rows [hc, d],
+    /// then a value row [d].
+    int64_t worker_scratch() const noexcept { return (conv_.history_rows() + 1) * hc_ * d_ + d_; }
 
-    /// Tokens [begin, end): bias, gate, y = alpha * value into out and the conv's normed inputs
-    /// into scratch (a dead token: zeros). kv is read only: the biased keys, then the biased
-    /// value, wait in the token's scratch row (out may be hidden, read by the gate).
-    void gate_rows(const BlockBatch<Scalar>& b, int64_t begin, int64_t end) const noexcept {
+    static bool all_finite(const Scalar* x, int64_t n) noexcept {
+      for (int64_t j = 0; j < n; ++j)
+        if (!std::isfinite(x[j])) return false;
+      return true;
+    }
+
+    /// Token t's conv input (normed [hc, d]) into dst: the branch norms of alpha_i * value, value
+    /// = kv's value row + bias (left in `value`, [d]); a dead token: zeros. Returns the value, or
+    /// null for a dead token.
+    const Scalar* normed_row(const BlockBatch<Scalar>& b, int64_t t, Scalar* value,
+                             Scalar* dst) const noexcept {
       const int64_t c = hc_ * d_, n = (hc_ + 1) * d_;
-      Scalar alpha[kMaxHcMult];
-      for (int64_t t = begin; t < end; ++t) {
-        Scalar* y = b.out + t * c;
-        Scalar* normed = b.scratch + t * c;
-        if (b.dead(t)) {  // gates shut: y = 0, a zero conv input
-          std::fill_n(y, c, Scalar(0));
-          std::fill_n(normed, c, Scalar(0));
-          continue;
-        }
-        const Scalar* row = b.kv + t * n;
-        detail::ArrayMap<Scalar>(normed, c) =
-            detail::ConstArrayMap<Scalar>(row, c) + detail::ConstArrayMap<Scalar>(bias_.data(), c);
-        gate_.forward(normed, b.hidden + t * c, alpha);
-        // The value in the scratch row's last branch: normalize_scaled writes that branch last.
-        Scalar* value = normed + (hc_ - 1) * d_;
-        detail::ArrayMap<Scalar>(value, d_) = detail::ConstArrayMap<Scalar>(row + c, d_) +
-                                              detail::ConstArrayMap<Scalar>(bias_.data() + c, d_);
-        const detail::ConstArrayMap<Scalar> v(value, d_);
-        for (int64_t i = 0; i < hc_; ++i) detail::ArrayMap<Scalar>(y + i * d_, d_) = alpha[i] * v;
-        conv_.normalize_scaled(value, alpha, normed);
+      if (b.dead(t)) {
+        std::fill_n(dst, c, Scalar(0));
+        return nullptr;
       }
+      detail::ArrayMap<Scalar>(value, d_) = detail::ConstArrayMap<Scalar>(b.kv + t * n + c, d_) +
+                                            detail::ConstArrayMap<Scalar>(bias_.data() + c, d_);
+      conv_.normalize_scaled(value, b.scratch + t * hc_, dst);
+      return value;
     }
 
-    /// The earliest token of this call whose normed row token t's conv reads (t itself when it
-    /// reads none before it).
-    int64_t first_input(const BlockBatch<Scalar>& b, int64_t t) const noexcept {
-      const int64_t p = t - b.segment_start[b.token_segment[t]], dilation = conv_.dilation();
-      return t - std::min(conv_.kernel_size() - 1, p / dilation) * dilation;
-    }
-
-    /// Conv over time for token t, added to out: step p of a sequence reads steps p - back of this
-    /// call, or before it the sequence's history ring (whole sequences: zeros).
-    void convolve(const BlockBatch<Scalar>& b, int64_t t) const noexcept {
+    /// Pass 2 over tokens [begin, end) with a worker's scratch: the ring holds token u's normed
+    /// row in slot u mod (history_rows() + 1), starting with the rows before `begin` that the
+    /// range's first conv reads (made again here: another worker made them too); earlier steps of
+    /// a streaming sequence come from its state's ring, steps before a sequence's start are zero.
+    void convolve_range(const BlockBatch<Scalar>& b, int64_t begin, int64_t end,
+                        Scalar* scratch) const noexcept {
       const int64_t c = hc_ * d_, k = conv_.kernel_size(), dilation = conv_.dilation();
+      const int64_t ring_rows = conv_.history_rows() + 1;
+      Scalar* value = scratch + ring_rows * c;
+      const auto slot = [&](int64_t u) { return scratch + u % ring_rows * c; };
+      const int64_t start = b.segment_start[b.token_segment[begin]];
+      for (int64_t u = std::max(start, begin - conv_.history_rows()); u < begin; ++u)
+        (void)normed_row(b, u, value, slot(u));
       const Scalar* sources[ShortConvT<Scalar>::kMaxKernelSize];
-      const int64_t s = b.token_segment[t], p = t - b.segment_start[s];
-      const EngramDecodeStateT<Scalar>* state = b.states.empty() ? nullptr : b.states[s];
-      for (int64_t tap = 0; tap < k; ++tap) {
-        const int64_t q = p - (k - 1 - tap) * dilation;
-        if (q >= 0)
-          sources[tap] = b.scratch + (t - p + q) * c;
-        else if (state != nullptr)
-          sources[tap] = detail::DecodeStateAccess::conv_row(*state, state->position() + q);
-        else
-          sources[tap] = nullptr;
+      for (int64_t t = begin; t < end; ++t) {
+        const Scalar* v = normed_row(b, t, value, slot(t));
+        const int64_t s = b.token_segment[t], p = t - b.segment_start[s];
+        const EngramDecodeStateT<Scalar>* state = b.states.empty() ? nullptr : b.states[s];
+        for (int64_t tap = 0; tap < k; ++tap) {
+          const int64_t q = p - (k - 1 - tap) * dilation;
+          if (q >= 0)
+            sources[tap] = slot(t - p + q);
+          else if (state != nullptr)
+            sources[tap] = detail::DecodeStateAccess::conv_row(*state, state->position() + q);
+          else
+            sources[tap] = nullptr;
+        }
+        conv_.convolve_row_gated(sources, v, v != nullptr ? b.scratch + t * hc_ : nullptr,
+                                 b.out + t * c);
       }
-      conv_.convolve_row(sources, b.out + t * c, /*accumulate=*/true);
     }
 
     int64_t d_ = 0;

@@ -33,6 +33,8 @@ namespace engram {
 struct V41Block {
   static constexpr std::string_view kName = "V41EngramLayer";
   static constexpr bool kHasHistory = false;
+  /// The layer checks the hidden states before the step (the step reads each twice otherwise).
+  static constexpr bool kChecksHidden = false;
 
   template <class Scalar>
   using Weights = FusedEngramWeightsT<Scalar>;
@@ -51,7 +53,12 @@ struct V41Block {
     int64_t history_rows() const noexcept { return 0; }
     const FusedGateT<Scalar>& gate() const noexcept { return gate_; }
 
-    void forward(const BlockBatch<Scalar>& b) const noexcept {
+    /// Scratch values forward() needs: none.
+    int64_t scratch_size(int64_t) const noexcept { return 0; }
+
+    /// out = hidden + the gated value per token; states advance. Returns -1 (the layer checked
+    /// the hidden states before).
+    int64_t forward(const BlockBatch<Scalar>& b) const noexcept {
       const int64_t c = hc_ * d_, n = (hc_ + 1) * d_;
       const Scalar* h = b.hidden;
       Scalar* o = b.out;
@@ -66,6 +73,7 @@ struct V41Block {
       });
       for (int64_t s = 0; s < static_cast<int64_t>(b.states.size()); ++s)
         detail::DecodeStateAccess::advance(*b.states[s], b.length(s));
+      return -1;
     }
 
     /// The readable spec over whole sequences: e [B * T, m] the reference gather, live null (all
