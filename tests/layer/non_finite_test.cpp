@@ -101,6 +101,22 @@ int64_t first_user(const LayerGolden& g, int64_t c, int64_t id) {
   return -1;
 }
 
+/// demo_a with table row `row` (global index) holding `bad` at value `at`, written to `path`.
+void write_poisoned_table(const LayerGolden& g, const std::string& path, int64_t row, int64_t at,
+                          float bad) {
+  const int64_t r = g.config.row_dim();
+  std::vector<float> table;
+  write_checkpoint(g, path, "", [&](std::vector<TensorWrite>& tensors) {
+    for (auto& t : tensors)
+      if (t.name == "multi_head_embedding.embedding.weight") {
+        table.resize(t.bytes.size() / sizeof(float));
+        std::memcpy(table.data(), t.bytes.data(), t.bytes.size());
+        table[row * r + at] = bad;
+        t.bytes = std::as_bytes(std::span<const float>(table));
+      }
+  });
+}
+
 TEST(NonFinite, TableRowIsReportedWithRowColumnAndToken) {
   const LayerGolden g = load_layer_golden("demo_a");
   const int64_t cols = g.config.num_columns(), r = g.config.row_dim();
@@ -110,16 +126,7 @@ TEST(NonFinite, TableRowIsReportedWithRowColumnAndToken) {
   for (int64_t i = 0; i < c; ++i) row += g.primes[i];
   const int64_t user = first_user(g, c, id);
   const std::string path = temp_path("nan_row.safetensors");
-  std::vector<float> table;
-  write_checkpoint(g, path, "", [&](std::vector<TensorWrite>& tensors) {
-    for (auto& t : tensors)
-      if (t.name == "multi_head_embedding.embedding.weight") {
-        table.resize(t.bytes.size() / sizeof(float));
-        std::memcpy(table.data(), t.bytes.data(), t.bytes.size());
-        table[row * r + r / 2] = kNaN;
-        t.bytes = std::as_bytes(std::span<const float>(table));
-      }
-  });
+  write_poisoned_table(g, path, row, r / 2, kNaN);
   const auto layer = EngramLayer::load(g.config, path, {.prefix = "", .column_rows = g.primes});
   EngramLayer::Workspace ws;
   std::vector<float> out(g.expected.size(), -7.0f);
@@ -139,6 +146,46 @@ TEST(NonFinite, TableRowIsReportedWithRowColumnAndToken) {
                                  std::span<const float>(g.expected).first(first.size())),
               test::kOracleTolerance);
   }
+  std::remove(path.c_str());
+}
+
+TEST(NonFinite, TableRowIsReportedForTheFirstLiveUserWhicheverThreadGathersIt) {
+  // The gather checks its rows block by block on each thread and a thread stops at its first bad
+  // row: the error must still name the first live token that reads one, on 1 or 2 threads, when
+  // both halves of the call read it or (the first half dead) only the second.
+  const LayerGolden g = load_layer_golden("demo_a");
+  const int64_t cols = g.config.num_columns();
+  const int64_t c = 3, id = g.hash_ids[(g.tokens() - 1) * cols + c];
+  int64_t row = id;
+  for (int64_t i = 0; i < c; ++i) row += g.primes[i];
+  const int64_t user = first_user(g, c, id);
+  const std::string path = temp_path("nan_row_tiled.safetensors");
+  write_poisoned_table(g, path, row, 0, kInf);
+  const auto layer = EngramLayer::load(g.config, path, {.prefix = "", .column_rows = g.primes});
+  constexpr int64_t kTiles = 40;  // enough tokens for two gather threads
+  std::vector<int64_t> ids;
+  std::vector<float> hidden;
+  for (int64_t k = 0; k < kTiles; ++k) {
+    ids.insert(ids.end(), g.hash_ids.begin(), g.hash_ids.end());
+    hidden.insert(hidden.end(), g.hidden.begin(), g.hidden.end());
+  }
+  const int64_t batch = g.batch * kTiles, tokens = g.tokens() * kTiles;
+  std::vector<float> out(hidden.size(), -7.0f);
+  EngramLayer::Workspace ws;
+  for (const int threads : {1, 2}) {
+    Eigen::setNbThreads(threads);
+    for (const int64_t dead_tiles : {int64_t{0}, kTiles / 2 + 1}) {
+      SCOPED_TRACE(testing::Message() << threads << " threads, " << dead_tiles << " dead tiles");
+      std::vector<uint8_t> live(static_cast<size_t>(tokens), 1);
+      std::fill_n(live.begin(), dead_tiles * g.tokens(), uint8_t{0});
+      const int64_t first = dead_tiles * g.tokens() + user;
+      EXPECT_THAT(error_of([&] { layer.forward(ids, hidden, batch, g.seq_len, out, ws, live); }),
+                  HasSubstr("used at sequence " + std::to_string(first / g.seq_len) +
+                            ", position " + std::to_string(first % g.seq_len)));
+      EXPECT_EQ(out, std::vector<float>(out.size(), -7.0f));
+    }
+  }
+  Eigen::setNbThreads(0);
   std::remove(path.c_str());
 }
 

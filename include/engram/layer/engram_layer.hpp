@@ -468,9 +468,10 @@ void EngramLayerT<Scalar, Block, HashPolicy>::gather_rows(const int64_t* ids,
                                                           const detail::Segments& segments,
                                                           const uint8_t* mask, Scalar* out,
                                                           Workspace& ws) const {
-  detail::gather_memory(weights_->table, ids, segments.total(), out, ws.memory_f32_,
-                        ws.gather_workspaces(detail::kernel_threads()));
-  detail::check_finite_memory(kWho, weights_->table, out, ids, segments, mask);
+  // The gather checks each block of rows while it is in cache; the check names a bad one.
+  if (detail::gather_memory(weights_->table, ids, segments.total(), out, ws.memory_f32_,
+                            ws.gather_workspaces(detail::kernel_threads()), mask) >= 0)
+    detail::check_finite_memory(kWho, weights_->table, out, ids, segments, mask);
 }
 
 template <class Scalar, class Block, NgramHashPolicy HashPolicy>

@@ -26,7 +26,6 @@
 
 #include "engram/config.hpp"
 #include "engram/detail/parallel.hpp"
-#include "engram/error.hpp"
 #include "engram/io/safetensors.hpp"
 #include "engram/layer/blocks/block.hpp"
 #include "engram/layer/checkpoint.hpp"
@@ -45,8 +44,6 @@ struct DemoBlock {
   static constexpr bool kHasHistory = true;
   /// Step::forward checks the live tokens' hidden states (the gate's sums of squares).
   static constexpr bool kChecksHidden = true;
-  /// Largest hc_mult supported (per-token gates live on the stack).
-  static constexpr int64_t kMaxHcMult = 64;
 
   template <class Scalar>
   using Weights = EngramWeightsT<Scalar>;
@@ -59,8 +56,6 @@ struct DemoBlock {
     Step() = default;
     explicit Step(const Weights<Scalar>& w) {
       const EngramConfig& c = w.config;
-      ENGRAM_CHECK(c.hc_mult <= kMaxHcMult, kName, ": hc_mult ", c.hc_mult,
-                   " exceeds the supported maximum of ", kMaxHcMult);
       d_ = c.hidden_size;
       hc_ = c.hc_mult;
       bias_ = w.kv_bias;

@@ -197,10 +197,17 @@ void check_finite_external_memory(std::string_view who, const Scalar* e, const S
 
 /// e[t, c * row_dim + j] = row offsets[c] + ids[t, c] of the table, for `tokens` tokens, split over
 /// the kernel threads (each with its own gather workspace). ids must be valid (check_hash_ids).
-/// When Scalar is not float, rows are gathered into f32 scratch first.
+/// When Scalar is not float, rows are gathered into f32 scratch first. Returns -1, or the first
+/// live token (live null: all) whose rows are not all finite: check_finite_memory then names it
+/// (every token before it is gathered; later ones may not be).
 template <class Scalar>
-void gather_memory(const LayerTable& table, const int64_t* ids, int64_t tokens, Scalar* out,
-                   AlignedBuffer<float>& f32_scratch, std::span<GatherWorkspace> workspaces) {
+int64_t gather_memory(const LayerTable& table, const int64_t* ids, int64_t tokens, Scalar* out,
+                      AlignedBuffer<float>& f32_scratch, std::span<GatherWorkspace> workspaces,
+                      const uint8_t* live) {
+  // Blocks of about kBlockBytes of rows, each checked while it is in cache; a worker stops at its
+  // first non-finite row (the call throws), so every token before the first one is gathered.
+  constexpr int64_t kBlockBytes = int64_t{256} << 10;
+  std::atomic<int64_t> first{tokens};
   std::visit(
       [&](const auto& t) {
         const int64_t cols = t.num_columns();
@@ -210,19 +217,31 @@ void gather_memory(const LayerTable& table, const int64_t* ids, int64_t tokens, 
           dst = out;
         else
           dst = f32_scratch.ensure(static_cast<size_t>(tokens * width));
+        const int64_t block = std::max<int64_t>(1, kBlockBytes / (width * 4));
         parallel_for(tokens, 32, [&](int64_t begin, int64_t end, int worker) {
-          t.gather(
-              std::span<const int64_t>(ids + begin * cols,
-                                       static_cast<size_t>((end - begin) * cols)),
-              std::span<float>(dst + begin * width, static_cast<size_t>((end - begin) * width)),
-              workspaces[worker]);
-          if constexpr (!std::is_same_v<Scalar, float>) {
-            for (int64_t i = begin * width; i < end * width; ++i)
-              out[i] = static_cast<Scalar>(dst[i]);
+          for (int64_t b0 = begin; b0 < end; b0 += block) {
+            const int64_t b1 = std::min(end, b0 + block);
+            t.gather(
+                std::span<const int64_t>(ids + b0 * cols, static_cast<size_t>((b1 - b0) * cols)),
+                std::span<float>(dst + b0 * width, static_cast<size_t>((b1 - b0) * width)),
+                workspaces[worker]);
+            if constexpr (!std::is_same_v<Scalar, float>) {
+              for (int64_t i = b0 * width; i < b1 * width; ++i)
+                out[i] = static_cast<Scalar>(dst[i]);
+            }
+            for (int64_t u = b0; u < b1; ++u) {
+              if ((live != nullptr && live[u] == 0) || finite::all_finite(dst + u * width, width))
+                continue;
+              int64_t seen = first.load(std::memory_order_relaxed);
+              while (u < seen && !first.compare_exchange_weak(seen, u, std::memory_order_relaxed)) {
+              }
+              return;
+            }
           }
         });
       },
       table);
+  return first.load() < tokens ? first.load() : -1;
 }
 
 /// The scalar reference gather (codec decode_row_reference, no threads) into Scalar.
