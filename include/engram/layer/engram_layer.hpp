@@ -294,8 +294,8 @@ void EngramLayerT<Scalar, Block, HashPolicy>::reserve(Workspace& ws, int64_t tok
   if (!std::is_same_v<Scalar, float> || kv_.is_fp8())
     ws.memory_f32_.ensure(static_cast<size_t>(tokens * m));
   ws.kv_.ensure(static_cast<size_t>(tokens * kv_.out_features()));
-  if (step_.scratch_size(tokens) > 0)
-    ws.step_scratch_.ensure(static_cast<size_t>(step_.scratch_size(tokens)));
+  if (const int64_t scratch = step_.scratch_size(tokens); scratch > 0)
+    ws.step_scratch_.ensure(static_cast<size_t>(scratch));
   ws.token_segment_.ensure(static_cast<size_t>(tokens));
   ws.segment_start_.ensure(static_cast<size_t>(sequences));
   ws.hashed_ids_.ensure(static_cast<size_t>(tokens * cols_));

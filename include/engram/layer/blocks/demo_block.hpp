@@ -17,7 +17,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -31,6 +30,7 @@
 #include "engram/layer/checkpoint.hpp"
 #include "engram/layer/decode_state.hpp"
 #include "engram/layer/detail/kv_projection.hpp"
+#include "engram/layer/detail/layer_common.hpp"
 #include "engram/nn/detail/eigen_support.hpp"
 #include "engram/nn/gate.hpp"
 #include "engram/nn/rms_norm.hpp"
@@ -91,10 +91,9 @@ struct DemoBlock {
             continue;
           }
           const Scalar* h = b.hidden + t * c;
-          if (!gate_.forward(b.kv + t * n, bias_.data(), h, a) && !all_finite(h, c)) {
-            int64_t seen = bad.load(std::memory_order_relaxed);
-            while (t < seen && !bad.compare_exchange_weak(seen, t, std::memory_order_relaxed)) {
-            }
+          if (!gate_.forward(b.kv + t * n, bias_.data(), h, a) &&
+              !detail::finite::all_finite(h, c)) {
+            detail::finite::keep_lowest(bad, t);
             return;
           }
         }
@@ -147,12 +146,6 @@ struct DemoBlock {
     /// Scratch values of one worker of pass 2: a ring of history_rows() + 1 normed rows [hc, d],
     /// then a value row [d].
     int64_t worker_scratch() const noexcept { return (conv_.history_rows() + 1) * hc_ * d_ + d_; }
-
-    static bool all_finite(const Scalar* x, int64_t n) noexcept {
-      for (int64_t j = 0; j < n; ++j)
-        if (!std::isfinite(x[j])) return false;
-      return true;
-    }
 
     /// Token t's conv input (normed [hc, d]) into dst: the branch norms of alpha_i * value, value
     /// = kv's value row + bias (left in `value`, [d]); a dead token: zeros. Returns the value, or

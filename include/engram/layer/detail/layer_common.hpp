@@ -101,6 +101,13 @@ bool all_finite(const Scalar* x, int64_t n) noexcept {
   return worst != kExponent;
 }
 
+/// first = min(first, t), from any thread: parallel loops keep the lowest bad token this way.
+inline void keep_lowest(std::atomic<int64_t>& first, int64_t t) noexcept {
+  int64_t seen = first.load(std::memory_order_relaxed);
+  while (t < seen && !first.compare_exchange_weak(seen, t, std::memory_order_relaxed)) {
+  }
+}
+
 /// The sequence and position of token `token` in `segments`.
 inline std::pair<int64_t, int64_t> locate(const Segments& segments, int64_t token) noexcept {
   int64_t s = 0;
@@ -118,9 +125,7 @@ int64_t first_non_finite_token(const Scalar* x, int64_t tokens, int64_t width,
     for (int64_t t = begin; t < end; ++t) {
       if (live != nullptr && live[t] == 0) continue;
       if (!all_finite(x + t * width, width)) {
-        int64_t seen = first.load(std::memory_order_relaxed);
-        while (t < seen && !first.compare_exchange_weak(seen, t, std::memory_order_relaxed)) {
-        }
+        keep_lowest(first, t);
         return;
       }
     }
@@ -232,9 +237,7 @@ int64_t gather_memory(const LayerTable& table, const int64_t* ids, int64_t token
             for (int64_t u = b0; u < b1; ++u) {
               if ((live != nullptr && live[u] == 0) || finite::all_finite(dst + u * width, width))
                 continue;
-              int64_t seen = first.load(std::memory_order_relaxed);
-              while (u < seen && !first.compare_exchange_weak(seen, u, std::memory_order_relaxed)) {
-              }
+              finite::keep_lowest(first, u);
               return;
             }
           }
