@@ -5,7 +5,7 @@
 //                        --cache-mb M --table-dir DIR [--codec bf16|f32] [--no-prefetch]
 //                        [--tokens N] [--threads T]
 //                        [--backbone-tokens-per-s R] [--find-sustained [--max-steps S]]
-//                        [--probe PROBE.json]
+//                        [--repeats K] [--probe PROBE.json]
 //
 // Model: a backbone of 4 blocks (hidden 1024, hc_mult 4 branches; causal attention, 8 heads; MoE
 // FFN of 8 SwiGLU experts 1024 -> 2048 -> 1024, top-2; examples/model/backbone.hpp) with one demo
@@ -16,7 +16,8 @@
 // Runs: resident (the table memory-mapped and faulted into RAM, gathered by the layer itself) and
 // offloaded (the same file read by a DirectIOTier, O_DIRECT + io_uring, behind a CachedTier of M
 // MiB). With prefetch, batch i + 1's rows are hashed and their fetch queued on the prefetch worker
-// when batch i starts, so the SSD works while batch i's blocks compute; --no-prefetch fetches them
+// when batch i starts, so the SSD works while batch i's blocks compute (the first batch's own rows
+// are queued at its start and awaited after blocks 0 and 1); --no-prefetch fetches them
 // on the caller's thread when the layer needs them. The two runs alternate batch by batch (each
 // with its own hidden state), so both see the same load from other processes; an offloaded batch
 // is charged until the next batch's rows are staged. Both must give bitwise the same hidden
@@ -25,10 +26,15 @@
 // with P = 100 (X - Y) / X.
 // A backbone of a set speed (--backbone-tokens-per-s R): each block is a busy wait of
 // 512 / R / 4 seconds instead of the real blocks, so the SSD's slack is known. Printed for a cold
-// cache (batches [0, n)) and the steady state (a fresh cache warmed on [n, 2n), measured on
-// [2n, 3n)); --find-sustained searches (at most S measurements, default 12, starting from R or
-// 1000) the highest R with a penalty of at most 1% for each, with prefetch or (--no-prefetch)
-// without:
+// start (batches [0, n): an empty cache and an empty pipeline, whose first batch waits for its own
+// rows behind blocks 0 and 1) and the steady state (a fresh cache warmed on [n, 2n), measured on
+// [2n, 3n) with the pipeline running: batch 2n's rows staged before the timer, as batch 2n - 1
+// would have); each rate is measured K times (--repeats, default 3; a fresh cache each time) and
+// its penalty is the median (of an even K the higher middle one), so one run hit by other load on
+// the machine decides nothing.
+// --find-sustained searches (at most S rates, default 12, starting from R or 1000) the highest R
+// with a penalty of at most 1% for each, with prefetch or (--no-prefetch) without (X: the model's
+// rate, blocks and Engram layer, in the resident run of the median measurement):
 //   cold start:   sustains X tok/s (penalty P%, cache hit H%, SSD Y IOPS = Z% of probe); the
 //                 probed IOPS allow A tok/s at K reads a token: X/A %
 // (the IOPS figures need --probe, a file from `engram probe --dir` on the table's filesystem).
@@ -37,6 +43,7 @@
 #include <sys/mman.h>
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -241,6 +248,7 @@ inline uint64_t checksum(const std::vector<float>& v) {
 /// What one pass of alternating resident and offloaded batches measured.
 struct PassResult {
   int64_t tokens = 0, mismatches = 0;
+  int64_t uncharged_pages = 0;  ///< pages read for the first batch before the timer (filled pass)
   double resident_seconds = 0, offloaded_seconds = 0, wait_seconds = 0, engram_seconds = 0;
   FetchReport fetched;
   double resident_rate() const { return static_cast<double>(tokens) / resident_seconds; }
@@ -254,7 +262,9 @@ struct PassResult {
                             : 0.0;
   }
   /// Storage reads per second of the offloaded run (pages, i.e. 4 KiB reads).
-  double iops() const { return static_cast<double>(fetched.pages_read) / offloaded_seconds; }
+  double iops() const {
+    return static_cast<double>(fetched.pages_read - uncharged_pages) / offloaded_seconds;
+  }
 };
 
 }  // namespace offload
@@ -263,7 +273,7 @@ inline int bench_offload(int argc, char** argv) {
   using namespace offload;
   const Args args(argc, argv, 2,
                   {"corpus", "lookup", "table-rows", "cache-mb", "table-dir", "codec", "tokens",
-                   "threads", "backbone-tokens-per-s", "probe", "max-steps"},
+                   "threads", "backbone-tokens-per-s", "probe", "max-steps", "repeats"},
                   {"no-prefetch", "find-sustained"});
   if (!args.positional().empty()) throw UsageError("unexpected argument " + args.positional()[0]);
   const int64_t rows_per_head = args.integer("table-rows", 0, 1000, int64_t{1} << 40);
@@ -274,6 +284,7 @@ inline int bench_offload(int argc, char** argv) {
   const bool find_sustained = args.flag("find-sustained");
   const int64_t backbone_rate = args.integer("backbone-tokens-per-s", 0, 1, int64_t{1} << 30);
   const int64_t max_steps = args.integer("max-steps", 12, 1, 100);
+  const int64_t repeats = args.integer("repeats", 3, 1, 15);
   std::optional<probe::Limits> limits;
   if (args.has("probe")) limits = probe::Limits::load(args.str("probe"));
   const int64_t threads = args.integer("threads", 2, 1, 1024);
@@ -362,8 +373,11 @@ inline int bench_offload(int argc, char** argv) {
   // so that both see the same load from whatever else runs on the machine. An offloaded batch's
   // time runs from its start until its output is done *and* (with prefetch) the next batch's rows
   // are staged: the fetch of batch i + 1 may hide behind batch i's blocks only, never behind the
-  // interleaved resident batch.
-  auto pass = [&](OpenedTable& table, int64_t first, int64_t count, bool use_prefetch) {
+  // interleaved resident batch. `filled`: the pipeline already runs (steady state), so the first
+  // batch's rows were staged during the batch before it, uncharged; otherwise (a cold start) they
+  // are queued at its start and awaited when its layer runs.
+  auto pass = [&](OpenedTable& table, int64_t first, int64_t count, bool use_prefetch,
+                  bool filled) {
     PassResult result;
     result.tokens = count * seq;
     auto run = [&](auto policy) {
@@ -389,14 +403,23 @@ inline int bench_offload(int argc, char** argv) {
       };
       typename decltype(tiered)::Ticket current, next;
       const int64_t last = first + count;
+      const bool fill = use_prefetch && !filled;  // the first batch queues its own rows
+      if (use_prefetch && filled) {
+        tiered.stage(current = tiered.prefetch(batch_ids(first), 1, seq));
+        result.uncharged_pages = tiered.fetched().pages_read;
+      }
       auto offloaded_batch = [&](int64_t i) {
         const auto t0 = Clock::now();
-        if (use_prefetch && i == first) stage(current = tiered.prefetch(batch_ids(i), 1, seq));
+        // A cold pipeline's first batch queues its own rows as soon as its tokens are known and
+        // awaits them when the layer needs them (behind blocks 0 and 1, as a server would); every
+        // other batch's rows were staged during the batch before.
+        if (fill && i == first) current = tiered.prefetch(batch_ids(i), 1, seq);
         if (use_prefetch && i + 1 < last)
           next = tiered.prefetch(batch_ids(i + 1), 1, seq);  // overlaps batch i's blocks
         backbone.embed(batch_ids(i), hidden_offloaded);
         backbone.blocks(hidden_offloaded, seq, 0, 2);
         if (!use_prefetch) stage(current = tiered.prefetch(batch_ids(i), 1, seq));
+        if (fill && i == first) stage(current);
         tiered.forward(current, hidden_offloaded, delta, ws);
         add_delta(hidden_offloaded, delta);
         backbone.blocks(hidden_offloaded, seq, 2, 4);
@@ -442,7 +465,7 @@ inline int bench_offload(int argc, char** argv) {
     std::printf("offloaded: %s, %s prefetch\n", table.tier.describe().c_str(),
                 prefetch ? "asynchronous" : "no (synchronous)");
     std::fflush(stdout);
-    const PassResult r = pass(table, 0, batches, prefetch);
+    const PassResult r = pass(table, 0, batches, prefetch, false);
     std::printf("resident:  %.1f s, %.1f tok/s (Engram layer %.2f s)\n", r.resident_seconds,
                 r.resident_rate(), r.engram_seconds);
     std::printf(
@@ -461,14 +484,14 @@ inline int bench_offload(int argc, char** argv) {
   }
 
   // A backbone of a set speed: each of its 4 blocks is a busy wait of seq / rate / 4 seconds.
-  // Cold: a fresh cache over batches [0, n). Steady: a fresh cache warmed (uncharged) on
-  // [n, 2n), measured on [2n, 3n).
+  // Cold: a fresh cache and pipeline over batches [0, n). Steady: a fresh cache warmed (uncharged)
+  // on [n, 2n), measured on [2n, 3n) with batch 2n's rows staged before the timer.
   {
     const OpenedTable table = open();
     std::printf("offloaded: %s, %s prefetch\n", table.tier.describe().c_str(),
                 prefetch ? "asynchronous" : "no (synchronous)");
   }
-  auto measure = [&](double rate, bool steady) {
+  auto measure_once = [&](double rate, bool steady) {
     backbone.set_spin_per_block(static_cast<double>(seq) / rate / 4.0);
     OpenedTable table = open();
     if (steady) {  // the rows of [n, 2n) through the cache, no layer run
@@ -480,20 +503,46 @@ inline int bench_offload(int argc, char** argv) {
         warm.discard(ticket);
       }
     }
-    return pass(table, steady ? 2 * batches : 0, batches, prefetch);
+    return pass(table, steady ? 2 * batches : 0, batches, prefetch, steady);
   };
-  auto report = [&](const char* phase, double rate, const PassResult& r) {
+  // K runs of a rate, in measured order; the median run (by penalty) stands for the rate.
+  struct Measured {
+    std::vector<PassResult> runs;
+    const PassResult& median() const { return runs[runs.size() / 2]; }
+  };
+  auto measure = [&](double rate, bool steady) {
+    Measured m;
+    for (int64_t k = 0; k < repeats; ++k) m.runs.push_back(measure_once(rate, steady));
+    std::vector<PassResult> sorted = m.runs;
+    std::sort(sorted.begin(), sorted.end(), [](const PassResult& a, const PassResult& b) {
+      return a.penalty_percent() < b.penalty_percent();
+    });
+    std::string penalties;
+    for (const PassResult& r : m.runs) {
+      char one[32];
+      std::snprintf(one, sizeof one, "%s%.1f%%", penalties.empty() ? "" : ", ",
+                    r.penalty_percent());
+      penalties += one;
+    }
+    m.runs = std::move(sorted);
+    return std::pair(m, penalties);
+  };
+  auto report = [&](const char* phase, double rate, const Measured& m, const std::string& all) {
+    const PassResult& r = m.median();
     std::printf(
         "%s backbone %.0f tok/s: penalty %.1f%% (resident %.1f tok/s, offloaded %.1f "
-        "tok/s, cache hit %.1f%%, %s, waited %.3f s)\n",
+        "tok/s, cache hit %.1f%%, %s, waited %.3f s)",
         phase, rate, r.penalty_percent(), r.resident_rate(), r.offloaded_rate(), r.hit_percent(),
         iops_text(r).c_str(), r.wait_seconds);
+    if (m.runs.size() > 1) std::printf(" median of %zu runs: %s", m.runs.size(), all.c_str());
+    std::printf("\n");
     std::fflush(stdout);
   };
   for (const bool steady : {false, true}) {
     const char* phase = steady ? "steady state:" : "cold start:  ";
     if (!find_sustained) {
-      report(phase, static_cast<double>(backbone_rate), measure(backbone_rate, steady));
+      const auto [m, all] = measure(static_cast<double>(backbone_rate), steady);
+      report(phase, static_cast<double>(backbone_rate), m, all);
       continue;
     }
     // The highest rate whose penalty is at most 1%: double from the start rate while it holds,
@@ -503,8 +552,9 @@ inline int bench_offload(int argc, char** argv) {
     std::optional<PassResult> best;
     double rate = backbone_rate > 0 ? static_cast<double>(backbone_rate) : 1000.0;
     for (int64_t step = 0; step < max_steps; ++step) {
-      const PassResult r = measure(rate, steady);
-      report(phase, rate, r);
+      const auto [m, all] = measure(rate, steady);
+      report(phase, rate, m, all);
+      const PassResult& r = m.median();
       if (r.penalty_percent() <= kMaxPenalty) {
         good = rate;
         best = r;

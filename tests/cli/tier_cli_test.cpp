@@ -17,6 +17,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -272,6 +273,21 @@ TEST(TierCliBench, BenchOffloadWithASetBackboneSpeedReportsColdAndSteadyState) {
       "tok/s, cache hit [0-9.]+%, SSD [0-9]+ IOPS, waited [0-9.]+ s\\)";
   EXPECT_THAT(r.output, ContainsRegex("cold start: +" + line));
   EXPECT_THAT(r.output, ContainsRegex("steady state: +" + line));
+  // Each rate is measured --repeats times (default 3) and the median run's penalty is reported.
+  for (const std::string phase : {"cold start:", "steady state:"}) {
+    const std::regex rate_line(phase +
+                               " +backbone 200000 tok/s: penalty (-?[0-9.]+)%.* median of 3 "
+                               "runs: (-?[0-9.]+)%, (-?[0-9.]+)%, (-?[0-9.]+)%\n");
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(r.output, m, rate_line)) << r.output;
+    std::vector<double> runs = {std::stod(m[2]), std::stod(m[3]), std::stod(m[4])};
+    std::sort(runs.begin(), runs.end());
+    EXPECT_EQ(std::stod(m[1]), runs[1]) << m[0];
+  }
+  r = run(cmd + " --backbone-tokens-per-s 200000 --repeats 1");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, ContainsRegex("steady state: +" + line + "\n"));
+  EXPECT_THAT(r.output, Not(HasSubstr("median of")));
 
   const std::string probe = tmp("probe.json");
   ASSERT_EQ(shell("echo '{\"threads\": 1, \"fma_gflops_core\": 1, \"fma_gflops_all\": 1, "
@@ -281,8 +297,9 @@ TEST(TierCliBench, BenchOffloadWithASetBackboneSpeedReportsColdAndSteadyState) {
                 .status,
             0);
   for (const std::string no_prefetch : {"", " --no-prefetch"}) {
-    r = run(cmd + " --find-sustained --max-steps 2 --backbone-tokens-per-s 2000 --probe " + probe +
-            no_prefetch);
+    r = run(cmd +
+            " --find-sustained --max-steps 2 --repeats 1 --backbone-tokens-per-s 2000 --probe " +
+            probe + no_prefetch);
     ASSERT_EQ(r.status, 0) << r.output;
     EXPECT_THAT(r.output, HasSubstr(no_prefetch.empty() ? "asynchronous prefetch"
                                                         : "no (synchronous) prefetch"));
