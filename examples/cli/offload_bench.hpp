@@ -505,44 +505,43 @@ inline int bench_offload(int argc, char** argv) {
     }
     return pass(table, steady ? 2 * batches : 0, batches, prefetch, steady);
   };
-  // K runs of a rate, in measured order; the median run (by penalty) stands for the rate.
+  // K runs of a rate, in measured order; the run with the median penalty stands for the rate.
   struct Measured {
     std::vector<PassResult> runs;
-    const PassResult& median() const { return runs[runs.size() / 2]; }
+    const PassResult& median() const {
+      std::vector<const PassResult*> by_penalty;
+      for (const PassResult& r : runs) by_penalty.push_back(&r);
+      std::sort(by_penalty.begin(), by_penalty.end(), [](const PassResult* a, const PassResult* b) {
+        return a->penalty_percent() < b->penalty_percent();
+      });
+      return *by_penalty[by_penalty.size() / 2];
+    }
   };
   auto measure = [&](double rate, bool steady) {
     Measured m;
     for (int64_t k = 0; k < repeats; ++k) m.runs.push_back(measure_once(rate, steady));
-    std::vector<PassResult> sorted = m.runs;
-    std::sort(sorted.begin(), sorted.end(), [](const PassResult& a, const PassResult& b) {
-      return a.penalty_percent() < b.penalty_percent();
-    });
-    std::string penalties;
-    for (const PassResult& r : m.runs) {
-      char one[32];
-      std::snprintf(one, sizeof one, "%s%.1f%%", penalties.empty() ? "" : ", ",
-                    r.penalty_percent());
-      penalties += one;
-    }
-    m.runs = std::move(sorted);
-    return std::pair(m, penalties);
+    return m;
   };
-  auto report = [&](const char* phase, double rate, const Measured& m, const std::string& all) {
+  auto report = [&](const char* phase, double rate, const Measured& m) {
     const PassResult& r = m.median();
     std::printf(
         "%s backbone %.0f tok/s: penalty %.1f%% (resident %.1f tok/s, offloaded %.1f "
         "tok/s, cache hit %.1f%%, %s, waited %.3f s)",
         phase, rate, r.penalty_percent(), r.resident_rate(), r.offloaded_rate(), r.hit_percent(),
         iops_text(r).c_str(), r.wait_seconds);
-    if (m.runs.size() > 1) std::printf(" median of %zu runs: %s", m.runs.size(), all.c_str());
+    if (m.runs.size() > 1) {
+      std::printf(" median of %zu runs:", m.runs.size());
+      for (size_t k = 0; k < m.runs.size(); ++k)
+        std::printf("%s %.1f%%", k == 0 ? "" : ",", m.runs[k].penalty_percent());
+    }
     std::printf("\n");
     std::fflush(stdout);
   };
   for (const bool steady : {false, true}) {
     const char* phase = steady ? "steady state:" : "cold start:  ";
     if (!find_sustained) {
-      const auto [m, all] = measure(static_cast<double>(backbone_rate), steady);
-      report(phase, static_cast<double>(backbone_rate), m, all);
+      report(phase, static_cast<double>(backbone_rate),
+             measure(static_cast<double>(backbone_rate), steady));
       continue;
     }
     // The highest rate whose penalty is at most 1%: double from the start rate while it holds,
@@ -552,8 +551,8 @@ inline int bench_offload(int argc, char** argv) {
     std::optional<PassResult> best;
     double rate = backbone_rate > 0 ? static_cast<double>(backbone_rate) : 1000.0;
     for (int64_t step = 0; step < max_steps; ++step) {
-      const auto [m, all] = measure(rate, steady);
-      report(phase, rate, m, all);
+      const Measured m = measure(rate, steady);
+      report(phase, rate, m);
       const PassResult& r = m.median();
       if (r.penalty_percent() <= kMaxPenalty) {
         good = rate;
