@@ -11,7 +11,7 @@
 # Environment:
 #   BATCH=B          sequences per call (default 1; e.g. BATCH=32 with T=1 for batched decode)
 #   DTYPES="f32 bf16" dtypes to run (default f32; bf16 = bf16 weights/table in both; bf16-native =
-#                    engram's --dtype bf16-native, vdpbf16ps on AVX512-BF16 CPUs, against PyTorch bf16)
+#                    engram's --dtype bf16-native: bf16 activations on AVX512-BF16 CPUs, against PyTorch bf16)
 #   ENGRAM_BIN=path  the engram executable (default build/bin/engram)
 #   PLOT=out.png     also write a tokens/s-vs-T plot (log-log) there
 set -euo pipefail

@@ -2,7 +2,7 @@
 // finite codes, scales near 2^-7), rows 1 (decode: one pass over the weights), 32 (batched decode)
 // and 2048 (prefill), for each ISA path this machine has (second argument: 0 scalar, 1 avx2,
 // 2 avx512, 3 avx512bf16; the scalar path runs only at rows 1; third: the kernel at avx512bf16,
-// 1 vdpbf16ps, 2 f32 FMA, see fp8_dot()).
+// 1 vdpbf16ps, 2 f32 FMA, see bf16_dot()).
 // Counters: items = rows; bytes = weights + scales + x + y per call (GB/s: the decode figure to set
 // beside the machine's read bandwidth); GFLOP/s = 2 x rows x out x in per second. Threads: OpenMP's
 // default (OMP_NUM_THREADS).
@@ -51,16 +51,16 @@ void BM_Fp8BlockLinear(benchmark::State& state) {
   for (auto& v : x) v = normal(rng);
   quantize_activations_e4m3(x);
   const Isa old = set_isa_limit(isa);
-  const Fp8Dot old_dot = set_fp8_dot(static_cast<Fp8Dot>(state.range(2)));
+  const Bf16Dot old_dot = set_bf16_dot(static_cast<Bf16Dot>(state.range(2)));
   for (auto _ : state) {
     layer.forward(x.data(), rows, y.data());
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
   set_isa_limit(old);
-  set_fp8_dot(old_dot);
+  set_bf16_dot(old_dot);
   const bool bf16_dot =
-      isa == Isa::kAvx512Bf16 && state.range(2) == static_cast<int>(Fp8Dot::kBf16);
+      isa == Isa::kAvx512Bf16 && state.range(2) == static_cast<int>(Bf16Dot::kBf16);
   state.SetLabel(std::string(isa_name(isa)) + (bf16_dot ? " vdpbf16ps" : " f32 FMA"));
   state.SetItemsProcessed(state.iterations() * rows);
   state.SetBytesProcessed(state.iterations() *

@@ -20,6 +20,7 @@
 #include "cli/model_commands.hpp"
 #include "cli/probe.hpp"
 #include "engram/layer/load.hpp"
+#include "engram/nn/bf16_dot.hpp"
 #include "random_checkpoint.hpp"
 
 namespace engram::cli {
@@ -49,7 +50,7 @@ double time_forward(const Layer& layer, std::span<const int64_t> ids, std::span<
 template <class Layer>
 void bench_layer(const Layer& layer, const Args& args, std::span<const int64_t> ids,
                  std::span<const float> hidden, int64_t batch, int64_t seqlen, int reps,
-                 double weight_bytes, double row_bytes, bool native_bf16, const std::string& what,
+                 double weight_bytes, double row_bytes, bool on_vdpbf16ps, const std::string& what,
                  const std::string& suffix) {
   std::optional<probe::Limits> limits;
   if (args.has("probe")) limits = probe::Limits::load(args.str("probe"));
@@ -65,7 +66,7 @@ void bench_layer(const Layer& layer, const Args& args, std::span<const int64_t> 
               static_cast<double>(projection.out);
   work.bytes = weight_bytes + static_cast<double>(tokens) * layer.num_columns() * row_bytes +
                2.0 * static_cast<double>(hidden.size()) * sizeof(float);
-  if (limits) example::print_roofline(work, median, *limits, native_bf16);
+  if (limits) example::print_roofline(work, median, *limits, on_vdpbf16ps);
   if (args.flag("profile")) {
     example::print_profile(example::profile_layer(layer, ids, hidden, batch, seqlen, reps), tokens);
   }
@@ -132,10 +133,13 @@ int bench(int argc, char** argv) {
       bench_inputs(c.lookup.vocab_size(), batch, seqlen, config.hc_mult * config.hidden_size);
 
   // bf16: bf16 table (demo; the fused table is FP8 either way) and bf16 projection weights;
-  // bf16-native: the same, with activations rounded to bf16 and vdpbf16ps (AVX512-BF16 CPUs).
+  // bf16-native: the same, with activations rounded to bf16 (AVX512-BF16 CPUs), multiplied with
+  // vdpbf16ps or f32 FMA as bf16_dot() picks; the roofline's peak is that instruction's.
   CheckpointOptions options;
   options.bf16_projection = dtype != "f32";
   options.bf16_compute = dtype == "bf16-native";
+  const bool on_vdpbf16ps =
+      options.bf16_compute && active_isa() >= Isa::kAvx512Bf16 && bf16_dot() == Bf16Dot::kBf16;
   const double weight_bytes = (options.bf16_projection ? 2.0 : 4.0) *
                               static_cast<double>((config.hc_mult + 1) * config.hidden_size) *
                               static_cast<double>(config.memory_dim());
@@ -147,7 +151,7 @@ int bench(int argc, char** argv) {
   std::visit(
       [&](const auto& layer) {
         bench_layer(layer, args, ids, hidden, batch, seqlen, reps, weight_bytes, row_bytes,
-                    options.bf16_compute, what, suffix);
+                    on_vdpbf16ps, what, suffix);
       },
       load_engram_layer(config, file, c.hasher, options));
   return 0;
@@ -166,7 +170,9 @@ Command bench_command() {
           "  --config CFG.json, --lookup FILE, --layer L   the layer (random weights, cached)\n"
           "  --batch B, --seqlen T   tokens a forward (default 1 x 2048)\n"
           "  --threads N             Eigen threads (default 2)\n"
-          "  --dtype f32|bf16|bf16-native   table and projection dtype (bf16-native: vdpbf16ps)\n"
+          "  --dtype f32|bf16|bf16-native   table and projection dtype (bf16-native: activations\n"
+          "                                 rounded to bf16 too; ENGRAM_BF16_DOT=bf16|f32 picks\n"
+          "                                 vdpbf16ps or f32 FMA, default by CPU vendor)\n"
           "  --reps R                timed runs after one warm-up (default 5); median reported\n"
           "  --cache-dir DIR         where the random checkpoint is kept between runs\n"
           "  --probe PROBE.json      print achieved GFLOP/s and GB/s against `engram probe`'s\n"

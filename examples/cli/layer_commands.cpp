@@ -144,7 +144,8 @@ Command forward_command() {
       "                        safetensors:, hf:) instead of the checkpoint\n"
       "  --cache-mb M          hot-row cache in front of --table\n"
       "  --bf16-projection     keys + value projection stored in bf16\n"
-      "  --bf16-compute        also bf16 activations (AVX512-BF16 vdpbf16ps where present)\n"
+      "  --bf16-compute        also bf16 activations (AVX512-BF16 CPUs; vdpbf16ps or f32 FMA\n"
+      "                        as ENGRAM_BF16_DOT=bf16|f32 says, default by CPU vendor)\n"
       "  --input FILE          input_ids [B, T] and hidden_states F32 [B, T, hc, d]\n"
       "  -o, --output FILE     output F32 [B, T, hc, d] and hash_ids\n"
       "  --model DIR           a V4.1 directory as released instead of --config\n",

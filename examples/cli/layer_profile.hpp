@@ -158,15 +158,15 @@ struct ForwardWork {
 };
 
 /// GFLOP/s and GB/s of a forward that took `seconds`, and their fractions of the probe's limits;
-/// `native_bf16` compares against the bf16 dot peak instead of the f32 FMA peak.
+/// `on_vdpbf16ps` compares against the bf16 dot peak instead of the f32 FMA peak.
 inline void print_roofline(const ForwardWork& w, double seconds, const probe::Limits& limits,
-                           bool native_bf16) {
+                           bool on_vdpbf16ps) {
   const double gflops = w.flop / seconds * 1e-9, gbps = w.bytes / seconds * 1e-9;
-  const double peak = native_bf16 ? limits.bf16_gflops_all : limits.fma_gflops_all;
+  const double peak = on_vdpbf16ps ? limits.bf16_gflops_all : limits.fma_gflops_all;
   std::printf(
       "achieved %.1f GFLOP/s (%.0f%% of the probe's %s peak %.1f), %.2f GB/s (%.0f%% of "
       "its read bandwidth %.2f)\n",
-      gflops, peak > 0 ? 100.0 * gflops / peak : 0.0, native_bf16 ? "bf16 dot" : "f32 FMA", peak,
+      gflops, peak > 0 ? 100.0 * gflops / peak : 0.0, on_vdpbf16ps ? "bf16 dot" : "f32 FMA", peak,
       gbps, limits.read_gbps > 0 ? 100.0 * gbps / limits.read_gbps : 0.0, limits.read_gbps);
 }
 

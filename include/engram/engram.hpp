@@ -27,6 +27,7 @@
 #include "engram/memory/codec.hpp"
 #include "engram/memory/embedding_table.hpp"
 #include "engram/nn/any_linear.hpp"
+#include "engram/nn/bf16_dot.hpp"
 #include "engram/nn/fp8_linear.hpp"
 #include "engram/nn/gate.hpp"
 #include "engram/nn/linear.hpp"

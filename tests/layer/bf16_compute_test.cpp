@@ -1,5 +1,6 @@
-// CheckpointOptions::bf16_compute: the stacked projection with activations rounded to bf16 and
-// vdpbf16ps (AVX512-BF16 CPUs; exact widening elsewhere). Checked against the layer's own
+// CheckpointOptions::bf16_compute: the stacked projection with activations rounded to bf16 (on
+// AVX512-BF16 CPUs, with each kernel bf16_dot() can pick: vdpbf16ps and the f32 panel kernel;
+// exact widening elsewhere). Checked against the layer's own
 // forward_reference (same arithmetic), against the bf16_projection layer (differs only by the
 // rounding of the activations), and against the oracle run in bf16 (make_bf16_golden.py:
 // module and hidden states in torch.bfloat16) and in f32. Measured on the demo goldens (max error
@@ -9,11 +10,13 @@
 
 #include <cstdio>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "engram/detail/cpu_features.hpp"
 #include "engram/layer/engram_layer.hpp"
 #include "engram/layer/fused_engram_layer.hpp"
+#include "engram/nn/bf16_dot.hpp"
 #include "layer/layer_golden.hpp"
 
 namespace engram {
@@ -23,10 +26,20 @@ using test::LayerGolden;
 using test::load_layer_golden;
 using test::relative_max_error;
 
-class Bf16ComputeTest : public ::testing::TestWithParam<const char*> {};
+struct DotPin {
+  explicit DotPin(Bf16Dot dot) : old(set_bf16_dot(dot)) {}
+  ~DotPin() { set_bf16_dot(old); }
+  Bf16Dot old;
+};
+
+const char* dot_name(Bf16Dot dot) { return dot == Bf16Dot::kBf16 ? "vdpbf16ps" : "f32_fma"; }
+
+class Bf16ComputeTest : public ::testing::TestWithParam<std::tuple<const char*, Bf16Dot>> {};
 
 TEST_P(Bf16ComputeTest, MatchesItsReferenceAndTheBf16Oracle) {
-  const LayerGolden g = load_layer_golden(GetParam());
+  const auto [golden, dot] = GetParam();
+  const DotPin pin(dot);
+  const LayerGolden g = load_layer_golden(golden);
   const SafetensorsFile bf16_golden(g.dir + "/expected_bf16.safetensors");
   const std::vector<float> oracle_bf16 = bf16_golden.at("output_bf16").copy_as<float>();
   ASSERT_EQ(oracle_bf16.size(), g.expected.size());
@@ -38,6 +51,8 @@ TEST_P(Bf16ComputeTest, MatchesItsReferenceAndTheBf16Oracle) {
   const auto layer = EngramLayer::load(g.config, g.weights, native);
   ASSERT_TRUE(layer.projection().is_bf16());
   EXPECT_EQ(layer.projection().bf16_weights().native_bf16(), best_isa() >= Isa::kAvx512Bf16);
+  EXPECT_EQ(layer.projection().bf16_weights().uses_vdpbf16ps(),
+            best_isa() >= Isa::kAvx512Bf16 && dot == Bf16Dot::kBf16);
   const std::vector<float> out = test::forward_whole(layer, g);
   std::vector<float> reference(out.size());
   layer.forward_reference(g.hash_ids, g.hidden, g.batch, g.seq_len, reference);
@@ -50,10 +65,10 @@ TEST_P(Bf16ComputeTest, MatchesItsReferenceAndTheBf16Oracle) {
   const double vs_oracle_f32 = relative_max_error(out, g.expected);
   const double oracle_gap = relative_max_error(oracle_bf16, g.expected);
   std::printf(
-      "%s native=%d: vs own reference %.2e, vs exact widening %.2e, vs oracle bf16 %.2e, "
+      "%s %s native=%d: vs own reference %.2e, vs exact widening %.2e, vs oracle bf16 %.2e, "
       "vs oracle f32 %.2e (oracle bf16 vs f32 %.2e)\n",
-      GetParam(), int(layer.projection().bf16_weights().native_bf16()), vs_reference, vs_exact,
-      vs_oracle_bf16, vs_oracle_f32, oracle_gap);
+      golden, dot_name(dot), int(layer.projection().bf16_weights().native_bf16()), vs_reference,
+      vs_exact, vs_oracle_bf16, vs_oracle_f32, oracle_gap);
   EXPECT_LT(vs_reference, 1e-5);
   // Rounding the activations to bf16 moves the output by less than the oracle's bf16 run does.
   EXPECT_LT(vs_exact, oracle_gap);
@@ -64,7 +79,13 @@ TEST_P(Bf16ComputeTest, MatchesItsReferenceAndTheBf16Oracle) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Goldens, Bf16ComputeTest, ::testing::Values("demo_a", "demo_c"));
+INSTANTIATE_TEST_SUITE_P(Goldens, Bf16ComputeTest,
+                         ::testing::Combine(::testing::Values("demo_a", "demo_c"),
+                                            ::testing::Values(Bf16Dot::kBf16, Bf16Dot::kF32)),
+                         [](const auto& info) {
+                           return std::string(std::get<0>(info.param)) + "_" +
+                                  dot_name(std::get<1>(info.param));
+                         });
 
 // The fused layer takes the same option (no bf16 oracle run for it): its own reference, and the
 // exact-widening layer up to the rounding of the activations.

@@ -1,6 +1,7 @@
-// LinearT<float, BFloat16> with Bf16Compute::kNative (x rounded to bf16, vdpbf16ps, f32 sums)
-// against reference::linear_bf16_native, and its fallback (kExact arithmetic) when the CPU or the
-// ISA cap lacks AVX512-BF16.
+// LinearT<float, BFloat16> with Bf16Compute::kNative (x rounded to bf16, exact products, f32 sums)
+// against reference::linear_bf16_native on both of its kernels (vdpbf16ps and the f32 panel
+// kernel, pinned with set_bf16_dot), and its fallback (kExact arithmetic) when the CPU or the ISA
+// cap lacks AVX512-BF16.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -10,6 +11,7 @@
 
 #include "engram/detail/cpu_features.hpp"
 #include "engram/nn/any_linear.hpp"
+#include "engram/nn/bf16_dot.hpp"
 #include "engram/nn/linear.hpp"
 
 namespace engram {
@@ -34,8 +36,17 @@ struct IsaCap {
   Isa old;
 };
 
-TEST(Bf16NativeLinear, MatchesReferenceOfTheSameArithmetic) {
+struct DotPin {
+  explicit DotPin(Bf16Dot dot) : old(set_bf16_dot(dot)) {}
+  ~DotPin() { set_bf16_dot(old); }
+  Bf16Dot old;
+};
+
+class Bf16NativeKernel : public ::testing::TestWithParam<Bf16Dot> {};
+
+TEST_P(Bf16NativeKernel, MatchesReferenceOfTheSameArithmetic) {
   if (best_isa() < Isa::kAvx512Bf16) GTEST_SKIP() << "this CPU has no AVX512-BF16";
+  const DotPin pin(GetParam());
   std::mt19937 rng(16);
   for (const int64_t in : {1, 2, 85, 163}) {
     for (const int64_t out : {1, 7, 64, 85, 163}) {
@@ -43,6 +54,7 @@ TEST(Bf16NativeLinear, MatchesReferenceOfTheSameArithmetic) {
       const auto bias = random_values(static_cast<size_t>(out), rng, 1.0f);
       const LinearT<float, BFloat16> native(w, out, in, bias, Bf16Compute::kNative);
       ASSERT_TRUE(native.native_bf16());
+      ASSERT_EQ(native.uses_vdpbf16ps(), GetParam() == Bf16Dot::kBf16);
       for (const int64_t rows : {1, 5, 37, 49, 70}) {
         SCOPED_TRACE(::testing::Message() << "in " << in << " out " << out << " rows " << rows);
         const auto x = random_values(static_cast<size_t>(rows * in), rng, 2.0f);
@@ -72,8 +84,9 @@ TEST(Bf16NativeLinear, MatchesReferenceOfTheSameArithmetic) {
   }
 }
 
-TEST(Bf16NativeLinear, DiffersFromExactWideningOnlyByRoundingX) {
+TEST_P(Bf16NativeKernel, DiffersFromExactWideningOnlyByRoundingX) {
   if (best_isa() < Isa::kAvx512Bf16) GTEST_SKIP() << "this CPU has no AVX512-BF16";
+  const DotPin pin(GetParam());
   std::mt19937 rng(3);
   const int64_t in = 256, out = 96, rows = 8;
   const auto w = to_bf16(random_values(static_cast<size_t>(out * in), rng, 0.1f));
@@ -89,6 +102,41 @@ TEST(Bf16NativeLinear, DiffersFromExactWideningOnlyByRoundingX) {
   native.forward(x.data(), rows, a.data());
   exact.forward(x.data(), rows, b.data());
   for (size_t k = 0; k < a.size(); ++k) ASSERT_NEAR(a[k], b[k], 1e-4f * (1.0f + std::fabs(b[k])));
+}
+
+INSTANTIATE_TEST_SUITE_P(Kernels, Bf16NativeKernel,
+                         ::testing::Values(Bf16Dot::kBf16, Bf16Dot::kF32), [](const auto& info) {
+                           return info.param == Bf16Dot::kBf16 ? "vdpbf16ps" : "f32_fma";
+                         });
+
+// W is packed for vdpbf16ps only when bf16_dot() picks it at construction; pinning the f32
+// kernel afterwards still runs native arithmetic, on the f32 panel kernel.
+TEST(Bf16NativeLinear, KernelFollowsTheDotSettingAtTheCall) {
+  if (best_isa() < Isa::kAvx512Bf16) GTEST_SKIP() << "this CPU has no AVX512-BF16";
+  std::mt19937 rng(7);
+  const int64_t in = 130, out = 70, rows = 13;
+  const auto w = to_bf16(random_values(static_cast<size_t>(out * in), rng, 0.1f));
+  const auto x = random_values(static_cast<size_t>(rows * in), rng, 1.0f);
+  std::vector<float> expect(static_cast<size_t>(rows * out)), y(expect.size());
+  reference::linear_bf16_native(x.data(), w.data(), nullptr, expect.data(), rows, in, out);
+  const DotPin pin(Bf16Dot::kBf16);
+  const LinearT<float, BFloat16> native(w, out, in, {}, Bf16Compute::kNative);
+  EXPECT_TRUE(native.uses_vdpbf16ps());
+  {
+    const DotPin f32(Bf16Dot::kF32);
+    EXPECT_TRUE(native.native_bf16());
+    EXPECT_FALSE(native.uses_vdpbf16ps());
+    native.forward(x.data(), rows, y.data());
+    for (size_t k = 0; k < y.size(); ++k)
+      ASSERT_NEAR(y[k], expect[k], 1e-5f * (1.0f + std::fabs(expect[k]))) << k;
+  }
+  const DotPin f32(Bf16Dot::kF32);
+  const LinearT<float, BFloat16> fma(w, out, in, {}, Bf16Compute::kNative);
+  set_bf16_dot(Bf16Dot::kBf16);  // not packed for it: stays on the f32 kernel
+  EXPECT_FALSE(fma.uses_vdpbf16ps());
+  fma.forward(x.data(), rows, y.data());
+  for (size_t k = 0; k < y.size(); ++k)
+    ASSERT_NEAR(y[k], expect[k], 1e-5f * (1.0f + std::fabs(expect[k]))) << k;
 }
 
 TEST(Bf16NativeLinear, FallsBackToExactWideningBelowAvx512Bf16) {

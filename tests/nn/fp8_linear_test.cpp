@@ -57,29 +57,29 @@ struct IsaCap {
   Isa old;
 };
 
-// Every kernel this machine has: each ISA level, and at avx512bf16 both kernels (fp8_dot()).
+// Every kernel this machine has: each ISA level, and at avx512bf16 both kernels (bf16_dot()).
 struct Path {
   Isa isa;
-  Fp8Dot dot;
+  Bf16Dot dot;
   std::string name() const {
-    return std::string(isa_name(isa)) + (dot == Fp8Dot::kBf16 ? "/bf16 dot" : "/f32 dot");
+    return std::string(isa_name(isa)) + (dot == Bf16Dot::kBf16 ? "/bf16 dot" : "/f32 dot");
   }
 };
 std::vector<Path> machine_paths() {
   std::vector<Path> paths;
   for (const Isa isa : machine_isas()) {
-    paths.push_back({isa, Fp8Dot::kF32});
-    if (isa == Isa::kAvx512Bf16) paths.push_back({isa, Fp8Dot::kBf16});
+    paths.push_back({isa, Bf16Dot::kF32});
+    if (isa == Isa::kAvx512Bf16) paths.push_back({isa, Bf16Dot::kBf16});
   }
   return paths;
 }
 
 // Pins a path (ISA cap and prefill kernel) until scope exit.
 struct PathCap {
-  explicit PathCap(Path path) : isa(path.isa), dot(set_fp8_dot(path.dot)) {}
-  ~PathCap() { set_fp8_dot(dot); }
+  explicit PathCap(Path path) : isa(path.isa), dot(set_bf16_dot(path.dot)) {}
+  ~PathCap() { set_bf16_dot(dot); }
   IsaCap isa;
-  Fp8Dot dot;
+  Bf16Dot dot;
 };
 
 std::vector<std::uint8_t> random_codes(int64_t n, std::mt19937& rng) {

@@ -57,9 +57,9 @@ struct CheckpointOptions {
   /// accumulate in f32. Float layers only. The weights then hold kv_weight_bf16, not kv_weight.
   bool bf16_projection = false;
   /// Native bf16 compute for that projection (implies bf16_projection): activations rounded to
-  /// bf16 and multiplied with vdpbf16ps, f32 accumulation, as PyTorch's bf16 Linear
-  /// (Bf16Compute::kNative) where the CPU has AVX512-BF16; elsewhere bf16_projection's exact
-  /// widening. Float layers only.
+  /// bf16, exact products, f32 accumulation, as PyTorch's bf16 Linear (Bf16Compute::kNative: on
+  /// vdpbf16ps or f32 FMA as bf16_dot() picks) where the CPU has AVX512-BF16; elsewhere
+  /// bf16_projection's exact widening. Float layers only.
   bool bf16_compute = false;
 };
 

@@ -8,8 +8,8 @@
 //
 // Kernels chosen at run time (bodies in nn/detail/fp8_linear_x86.hpp) keep the weights 1 byte
 // each; decode steps (rows <= 4) stream them once. active_isa() avx2 or avx512: f32 FMA on the
-// exactly widened weights; avx512bf16: vdpbf16ps or that f32 kernel as fp8_dot() says (from the
-// CPU model; ENGRAM_FP8_DOT=bf16|f32 or set_fp8_dot() pin it); scalar: the reference's loop.
+// exactly widened weights; avx512bf16: vdpbf16ps or that f32 kernel as bf16_dot() says (from the
+// CPU model; nn/bf16_dot.hpp); scalar: the reference's loop.
 // A row's result does not depend on the other rows of the call (chunked == whole).
 // For x exact in bf16 (every quantize_activations_e4m3 output is) all paths equal
 // forward_reference up to f32 summation rounding (each path's order: the x86 header; details:
@@ -22,7 +22,6 @@
 #pragma once
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -36,6 +35,7 @@
 #include "engram/detail/parallel.hpp"
 #include "engram/error.hpp"
 #include "engram/memory/codec.hpp"
+#include "engram/nn/bf16_dot.hpp"
 #include "engram/nn/detail/fp8_linear_x86.hpp"
 
 namespace engram {
@@ -69,49 +69,6 @@ inline void quantize_activations_e4m3(std::span<float> x, std::int64_t block = 3
   const auto n = static_cast<int64_t>(x.size());
   for (int64_t b = 0; b < n; b += block)
     detail::quantize_block_e4m3(x.data() + b, std::min(block, n - b));
-}
-
-/// The kernel of Fp8BlockLinear::forward at active_isa() avx512bf16: kBf16 multiplies with
-/// vdpbf16ps (x rounded to bf16), kF32 is avx512's (weights widened exactly to f32, FMA).
-enum class Fp8Dot : int { kAuto = 0, kBf16 = 1, kF32 = 2 };
-
-namespace detail {
-
-/// Whether vdpbf16ps outpaces f32 FMA per core: true on AMD (Zen 4 and 5 run it at twice the f32
-/// FMA multiply rate), false elsewhere (Intel's Cooper Lake, Sapphire Rapids and later run it at
-/// most at the f32 FMA rate: 85 against 173 GFLOP/s a core in `engram probe` on a Xeon here).
-inline bool bf16_dot_outpaces_fma() noexcept { return cpu_is_amd(); }
-
-inline std::atomic<int>& fp8_dot_setting() noexcept {
-  static std::atomic<int> setting{[] {
-    const char* s = std::getenv("ENGRAM_FP8_DOT");
-    const std::string_view v = s ? s : "";
-    if (s != nullptr && v != "bf16" && v != "f32" && v != "auto")
-      warn_unknown_setting("ENGRAM_FP8_DOT", s, "bf16, f32, auto");
-    return static_cast<int>(v == "bf16"  ? Fp8Dot::kBf16
-                            : v == "f32" ? Fp8Dot::kF32
-                                         : Fp8Dot::kAuto);
-  }()};
-  return setting;
-}
-
-}  // namespace detail
-
-/// The kernel in use at avx512bf16 (never kAuto): set_fp8_dot()'s or ENGRAM_FP8_DOT's
-/// (bf16|f32, read once) choice, else kBf16 where detail::bf16_dot_outpaces_fma(), else kF32. A
-/// property of the CPU model, not a timing: the same machine always picks the same kernel.
-inline Fp8Dot fp8_dot() noexcept {
-  const auto setting =
-      static_cast<Fp8Dot>(detail::fp8_dot_setting().load(std::memory_order_relaxed));
-  if (setting != Fp8Dot::kAuto) return setting;
-  static const Fp8Dot automatic = detail::bf16_dot_outpaces_fma() ? Fp8Dot::kBf16 : Fp8Dot::kF32;
-  return automatic;
-}
-
-/// Pins the kernel (kAuto: the CPU's choice again); returns the old setting. For tests,
-/// benchmarks and start-up, like set_isa_limit.
-inline Fp8Dot set_fp8_dot(Fp8Dot dot) noexcept {
-  return static_cast<Fp8Dot>(detail::fp8_dot_setting().exchange(static_cast<int>(dot)));
 }
 
 /// FP8 (E4M3) weights with E8M0 scales per 32x32 block; see the banner.
@@ -164,7 +121,7 @@ class Fp8BlockLinear {
   std::int64_t out_features() const noexcept { return out_; }
   std::int64_t in_features() const noexcept { return in_; }
 
-  /// y = x W^T with the kernel of active_isa() (at avx512bf16: of fp8_dot()). x [rows, in],
+  /// y = x W^T with the kernel of active_isa() (at avx512bf16: of bf16_dot()). x [rows, in],
   /// y [rows, out]; no aliasing.
   void forward(const float* x, std::int64_t rows, float* y) const {
     if (rows <= 0) return;
@@ -174,7 +131,7 @@ class Fp8BlockLinear {
       const int64_t ldx = kblocks_ * kBlock;
       const std::uint8_t* packed = packed_->data();
       const float* scales = scales_->data();
-      if (isa == Isa::kAvx512Bf16 && fp8_dot() == Fp8Dot::kBf16) {
+      if (isa == Isa::kAvx512Bf16 && bf16_dot() == Bf16Dot::kBf16) {
         thread_local detail::AlignedBuffer<std::uint16_t> buffer;
         std::uint16_t* xb = buffer.ensure(static_cast<size_t>(rows * ldx));
         for (int64_t r = 0; r < rows; ++r) {

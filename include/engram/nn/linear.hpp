@@ -7,7 +7,8 @@
 // builds multiply W packed into 64-row panels (detail::panel_product; the AVX-512 body is
 // nn/detail/panel_kernel_x86.hpp); double or non-AVX-512 builds use OpenBLAS (engram::blas) or
 // Eigen's GEMM. reference::linear is the plain spec; all kernels match it to float rounding, not
-// bitwise across kernels, thread counts or builds.
+// bitwise across kernels, thread counts or builds. Bf16Compute::kNative: x rounded to bf16 on an
+// AVX512-BF16 CPU, on vdpbf16ps or the f32 panel kernel as bf16_dot() picks.
 // Ownership: views its weight and bias (they must outlive it); the packed copy is owned and shared
 // by copies. Thread safety: forward is const; concurrent calls on distinct outputs are safe. The
 // panel kernel packs x into a grow-only per-thread buffer (no allocation in the steady state).
@@ -32,6 +33,7 @@
 #include "engram/detail/float16.hpp"
 #include "engram/detail/parallel.hpp"
 #include "engram/error.hpp"
+#include "engram/nn/bf16_dot.hpp"
 #include "engram/nn/detail/bf16_linear_x86.hpp"
 #include "engram/nn/detail/eigen_support.hpp"
 #include "engram/nn/detail/panel_kernel_x86.hpp"
@@ -107,21 +109,23 @@ constexpr int64_t packed_x_size(int64_t rows, int64_t in) noexcept {
 }
 
 /// Packs the passes [pass_begin, pass_end) of x [rows, in] into xp (packed_x_size values), each
-/// pass of `chunk` rows as pack_blocks lays it out, the pass at row r at xp + r * in. Nothing to
-/// do without the vector kernel. Distinct passes may be packed concurrently.
+/// pass of `chunk` rows as pack_blocks lays it out, the pass at row r at xp + r * in; with
+/// round_bf16 every value rounded to bf16 (nearest even). Nothing to do without the vector kernel.
+/// Distinct passes may be packed concurrently.
 template <class Scalar>
 void pack_passes(const Scalar* x, int64_t rows, int64_t in, int64_t chunk, int64_t pass_begin,
-                 int64_t pass_end, float* xp) noexcept {
+                 int64_t pass_end, float* xp, bool round_bf16 = false) noexcept {
 #if ENGRAM_HAVE_AVX512
   if constexpr (std::is_same_v<Scalar, float>) {
     for (int64_t pass = pass_begin; pass < pass_end; ++pass) {
       const int64_t r = pass * chunk;
-      pack_blocks(x + r * in, std::min(chunk, rows - r), in, xp + r * in);
+      pack_blocks(x + r * in, std::min(chunk, rows - r), in, xp + r * in, round_bf16);
     }
     return;
   }
 #endif
-  (void)x, (void)rows, (void)in, (void)chunk, (void)pass_begin, (void)pass_end, (void)xp;
+  (void)x, (void)rows, (void)in, (void)chunk, (void)pass_begin, (void)pass_end, (void)xp,
+      (void)round_bf16;
 }
 
 /// panel_product_reference's contract with x given twice: `x` itself and `xp`, x packed by
@@ -161,9 +165,11 @@ inline AlignedBuffer<float>& packed_x_buffer() noexcept {
 enum class Bf16Compute {
   /// bf16 weights widened exactly, f32 activations (the default and the fallback).
   kExact,
-  /// x rounded to bf16, vdpbf16ps with f32 accumulation (PyTorch's bf16 Linear arithmetic, output
-  /// kept in f32) where the CPU has AVX512-BF16 (active_isa()); kExact elsewhere. Holds a second
-  /// packed copy of W (as many bytes again).
+  /// x rounded to bf16, exact products, f32 accumulation (PyTorch's bf16 Linear arithmetic, output
+  /// kept in f32) where the CPU has AVX512-BF16 (active_isa()); kExact elsewhere. The products
+  /// run on vdpbf16ps where bf16_dot() picks it (AMD), holding a second packed copy of W (as many
+  /// bytes again); else on the f32 FMA panel kernel, x rounded as it is packed (Intel, where
+  /// vdpbf16ps runs at half the FMA rate).
   kNative,
 };
 
@@ -201,13 +207,15 @@ class LinearT {
     }
   }
 
-  /// bf16 weights with the given arithmetic (Bf16Compute::kNative packs W for vdpbf16ps when the
-  /// CPU has AVX512-BF16).
+  /// bf16 weights with the given arithmetic (Bf16Compute::kNative on an AVX512-BF16 CPU packs W
+  /// for vdpbf16ps when bf16_dot() picks it now, or always in builds without the AVX-512 panel
+  /// kernel).
   LinearT(std::span<const Weight> weight, int64_t out_features, int64_t in_features,
           std::span<const Scalar> bias,
           Bf16Compute compute) requires std::is_same_v<Weight, BFloat16>
       : LinearT(weight, out_features, in_features, bias) {
-    if (compute == Bf16Compute::kNative && best_isa() >= Isa::kAvx512Bf16) {
+    native_compute_ = compute == Bf16Compute::kNative && best_isa() >= Isa::kAvx512Bf16;
+    if (native_compute_ && (!detail::kHasPanelKernel<Scalar> || bf16_dot() == Bf16Dot::kBf16)) {
       auto pairs = std::make_shared<detail::AlignedBuffer<std::uint16_t>>();
       detail::bf16n::pack_pair_panels(
           reinterpret_cast<const std::uint16_t*>(weight.data()), out_, in_,
@@ -218,25 +226,33 @@ class LinearT {
 
   int64_t in_features() const noexcept { return in_; }
   int64_t out_features() const noexcept { return out_; }
-  /// Whether forward runs the native bf16 kernel (kNative on an AVX512-BF16 CPU, not capped by
-  /// set_isa_limit / ENGRAM_ISA).
-  bool native_bf16() const noexcept { return native_ && active_isa() >= Isa::kAvx512Bf16; }
+  /// Whether forward runs native bf16 arithmetic, x rounded to bf16 (kNative on an AVX512-BF16
+  /// CPU, not capped by set_isa_limit / ENGRAM_ISA).
+  bool native_bf16() const noexcept { return native_compute_ && active_isa() >= Isa::kAvx512Bf16; }
+  /// Whether that arithmetic runs on vdpbf16ps now: W was packed for it and bf16_dot() picks it
+  /// (or the build has no AVX-512 panel kernel); else on the f32 FMA panel kernel.
+  bool uses_vdpbf16ps() const noexcept {
+    return native_bf16() && native_ &&
+           (!detail::kHasPanelKernel<Scalar> || bf16_dot() == Bf16Dot::kBf16);
+  }
   std::span<const Weight> weight() const noexcept { return weight_; }
   std::span<const Scalar> bias() const noexcept { return bias_; }
 
   /// y = x W^T (+ b when `add_bias` and a bias exists). x [rows, in], y [rows, out]; no aliasing.
   void forward(const Scalar* x, int64_t rows, Scalar* y, bool add_bias = true) const {
     if (rows <= 0) return;
-    if (native_bf16()) return forward_native(x, rows, y, add_bias);
+    if (uses_vdpbf16ps()) return forward_native(x, rows, y, add_bias);
     if constexpr (detail::kHasPanelKernel<Scalar>) {
       // x packed once (the buffer grows here, outside the kernels: an allocation failure throws
-      // to the caller), its passes split over the threads; then the packed panels (64 W rows
-      // each) split over the threads, every thread reading every pass.
+      // to the caller; rounded to bf16 for native bf16 arithmetic), its passes split over the
+      // threads; then the packed panels (64 W rows each) split over the threads, every thread
+      // reading every pass.
+      const bool round_x = native_bf16();
       const int64_t chunk = detail::chunk_rows<Scalar>(in_);
       float* xp = detail::packed_x_buffer().ensure(
           static_cast<size_t>(detail::packed_x_size<Scalar>(rows, in_)));
       detail::parallel_for((rows + chunk - 1) / chunk, 1, [&](int64_t begin, int64_t end, int) {
-        detail::pack_passes(x, rows, in_, chunk, begin, end, xp);
+        detail::pack_passes(x, rows, in_, chunk, begin, end, xp, round_x);
       });
       const Weight* packed = packed_->data();
       detail::parallel_for(detail::panel_count(out_), 2, [&](int64_t begin, int64_t end, int) {
@@ -318,7 +334,10 @@ class LinearT {
 
   std::span<const Weight> weight_;
   std::span<const Scalar> bias_;
-  // Bf16Compute::kNative on an AVX512-BF16 CPU: W packed into pair panels (shared by copies).
+  // Bf16Compute::kNative on an AVX512-BF16 CPU (the arithmetic; native_bf16()).
+  bool native_compute_ = false;
+  // That arithmetic's W packed into pair panels for vdpbf16ps (shared by copies; see the
+  // constructor).
   std::shared_ptr<const detail::AlignedBuffer<std::uint16_t>> native_;
   // W packed into panels for the panel kernel (kHasPanelKernel builds; shared by copies).
   std::shared_ptr<const detail::AlignedBuffer<Weight>> packed_;

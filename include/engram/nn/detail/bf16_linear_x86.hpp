@@ -1,7 +1,8 @@
 // engram/nn/detail/bf16_linear_x86.hpp: the native-bf16 kernel of LinearT<float, BFloat16>
 // (Bf16Compute::kNative): y = bf16(x) W^T (+ b) with vdpbf16ps and f32 accumulation, as
 // PyTorch's bf16 Linear multiplies (its output stays f32 here). Compiled with a function-level
-// target attribute (AVX512-BF16), chosen at run time by LinearT through active_isa().
+// target attribute (AVX512-BF16), chosen at run time by LinearT through active_isa() and
+// bf16_dot() (nn/bf16_dot.hpp).
 //
 // Layout (pack_pair_panels, at construction): panels of 64 W rows, each [in_pad / 2][64][2] bf16:
 // pair step q, output j, lane t holds W[64p + j, 2q + t]; in_pad = in rounded up to even, rows

@@ -1,7 +1,7 @@
 // engram/nn/detail/fp8_linear_x86.hpp: the x86 bodies of Fp8BlockLinear::forward (AVX2+FMA+F16C,
 // AVX-512, AVX512-BF16), compiled with function-level target attributes so a build without
 // -march=native still has them; Fp8BlockLinear picks one per call through active_isa() (and
-// fp8_dot() at avx512bf16).
+// bf16_dot() at avx512bf16).
 //
 // Layout (Fp8BlockLinear packs it at construction): panels of 32 output rows (one scale block
 // row), each [in_pad / 2][32][2] E4M3 bytes: pair step q, output j, byte t holds W[32p + j, 2q +

@@ -69,12 +69,20 @@ inline void for_each_block(int64_t rows, const Body& body) {
 }
 
 // x rows [rows, in] (one pass) into xp, each register block's rows interleaved [in][count], blocks
-// back to back (the block at row r starts at xp + r * in).
-inline void pack_blocks(const float* x, int64_t rows, int64_t in, float* xp) noexcept {
+// back to back (the block at row r starts at xp + r * in); with round_bf16 each value rounded to
+// bf16 (nearest even) on the way.
+inline void pack_blocks(const float* x, int64_t rows, int64_t in, float* xp,
+                        bool round_bf16 = false) noexcept {
   for_each_block(rows, [&](int64_t r0, int64_t count) {
     float* dst = xp + r0 * in;
-    for (int64_t r = 0; r < count; ++r)
-      for (int64_t k = 0; k < in; ++k) dst[k * count + r] = x[(r0 + r) * in + k];
+    for (int64_t r = 0; r < count; ++r) {
+      const float* src = x + (r0 + r) * in;
+      if (round_bf16)
+        for (int64_t k = 0; k < in; ++k)
+          dst[k * count + r] = bf16_bits_to_f32(f32_to_bf16_bits(src[k]));
+      else
+        for (int64_t k = 0; k < in; ++k) dst[k * count + r] = src[k];
+    }
   });
 }
 
