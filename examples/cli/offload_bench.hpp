@@ -246,9 +246,16 @@ inline uint64_t checksum(const std::vector<float>& v) {
 }
 
 /// What one pass of alternating resident and offloaded batches measured.
+/// How a pass fetches each batch's rows: kSync when its layer needs them (no prefetch); kCold, a
+/// pipeline starting empty (the first batch queues its own rows at its start, every later batch's
+/// rows are fetched during the batch before); kRunning, a pipeline already running (the first
+/// batch's rows were staged during the batch before the pass, uncharged).
+enum class Pipeline { kSync, kCold, kRunning };
+
 struct PassResult {
   int64_t tokens = 0, mismatches = 0;
-  int64_t uncharged_pages = 0;  ///< pages read for the first batch before the timer (filled pass)
+  int64_t uncharged_pages =
+      0;  ///< pages read for the first batch before the timer (Pipeline::kRunning)
   double resident_seconds = 0, offloaded_seconds = 0, wait_seconds = 0, engram_seconds = 0;
   FetchReport fetched;
   double resident_rate() const { return static_cast<double>(tokens) / resident_seconds; }
@@ -373,11 +380,9 @@ inline int bench_offload(int argc, char** argv) {
   // so that both see the same load from whatever else runs on the machine. An offloaded batch's
   // time runs from its start until its output is done *and* (with prefetch) the next batch's rows
   // are staged: the fetch of batch i + 1 may hide behind batch i's blocks only, never behind the
-  // interleaved resident batch. `filled`: the pipeline already runs (steady state), so the first
-  // batch's rows were staged during the batch before it, uncharged; otherwise (a cold start) they
-  // are queued at its start and awaited when its layer runs.
-  auto pass = [&](OpenedTable& table, int64_t first, int64_t count, bool use_prefetch,
-                  bool filled) {
+  // interleaved resident batch. `pipeline`: see Pipeline.
+  auto pass = [&](OpenedTable& table, int64_t first, int64_t count, Pipeline pipeline) {
+    const bool use_prefetch = pipeline != Pipeline::kSync;
     PassResult result;
     result.tokens = count * seq;
     auto run = [&](auto policy) {
@@ -403,8 +408,8 @@ inline int bench_offload(int argc, char** argv) {
       };
       typename decltype(tiered)::Ticket current, next;
       const int64_t last = first + count;
-      const bool fill = use_prefetch && !filled;  // the first batch queues its own rows
-      if (use_prefetch && filled) {
+      const bool fill = pipeline == Pipeline::kCold;  // the first batch queues its own rows
+      if (pipeline == Pipeline::kRunning) {
         tiered.stage(current = tiered.prefetch(batch_ids(first), 1, seq));
         result.uncharged_pages = tiered.fetched().pages_read;
       }
@@ -465,7 +470,7 @@ inline int bench_offload(int argc, char** argv) {
     std::printf("offloaded: %s, %s prefetch\n", table.tier.describe().c_str(),
                 prefetch ? "asynchronous" : "no (synchronous)");
     std::fflush(stdout);
-    const PassResult r = pass(table, 0, batches, prefetch, false);
+    const PassResult r = pass(table, 0, batches, prefetch ? Pipeline::kCold : Pipeline::kSync);
     std::printf("resident:  %.1f s, %.1f tok/s (Engram layer %.2f s)\n", r.resident_seconds,
                 r.resident_rate(), r.engram_seconds);
     std::printf(
@@ -503,7 +508,10 @@ inline int bench_offload(int argc, char** argv) {
         warm.discard(ticket);
       }
     }
-    return pass(table, steady ? 2 * batches : 0, batches, prefetch, steady);
+    return pass(table, steady ? 2 * batches : 0, batches,
+                !prefetch ? Pipeline::kSync
+                : steady  ? Pipeline::kRunning
+                          : Pipeline::kCold);
   };
   // K runs of a rate, in measured order; the run with the median penalty stands for the rate.
   struct Measured {
