@@ -20,7 +20,6 @@
 #include "cli/model_commands.hpp"
 #include "cli/probe.hpp"
 #include "engram/layer/load.hpp"
-#include "engram/nn/bf16_dot.hpp"
 #include "random_checkpoint.hpp"
 
 namespace engram::cli {
@@ -50,7 +49,7 @@ double time_forward(const Layer& layer, std::span<const int64_t> ids, std::span<
 template <class Layer>
 void bench_layer(const Layer& layer, const Args& args, std::span<const int64_t> ids,
                  std::span<const float> hidden, int64_t batch, int64_t seqlen, int reps,
-                 double weight_bytes, double row_bytes, bool on_vdpbf16ps, const std::string& what,
+                 double weight_bytes, double row_bytes, const std::string& what,
                  const std::string& suffix) {
   std::optional<probe::Limits> limits;
   if (args.has("probe")) limits = probe::Limits::load(args.str("probe"));
@@ -66,6 +65,11 @@ void bench_layer(const Layer& layer, const Args& args, std::span<const int64_t> 
               static_cast<double>(projection.out);
   work.bytes = weight_bytes + static_cast<double>(tokens) * layer.num_columns() * row_bytes +
                2.0 * static_cast<double>(hidden.size()) * sizeof(float);
+  // The roofline's peak is that of the instruction the projection multiplies with.
+  bool on_vdpbf16ps = false;
+  if constexpr (requires { layer.projection().bf16_weights().uses_vdpbf16ps(); })
+    on_vdpbf16ps =
+        layer.projection().is_bf16() && layer.projection().bf16_weights().uses_vdpbf16ps();
   if (limits) example::print_roofline(work, median, *limits, on_vdpbf16ps);
   if (args.flag("profile")) {
     example::print_profile(example::profile_layer(layer, ids, hidden, batch, seqlen, reps), tokens);
@@ -114,7 +118,7 @@ int bench(int argc, char** argv) {
     const double weight_bytes = static_cast<double>(shape.in) * static_cast<double>(shape.out) *
                                 (fp8 ? 1.0 + 1.0 / 1024 : 4.0);
     const double row_bytes = static_cast<double>(c.head_dim) * (1.0 + 1.0 / c.quant_block);
-    bench_layer(layer, args, ids, hidden, batch, seqlen, reps, weight_bytes, row_bytes, false,
+    bench_layer(layer, args, ids, hidden, batch, seqlen, reps, weight_bytes, row_bytes,
                 "model " + args.str("model") + " layer " + std::to_string(layer_id),
                 fp8 ? " wkv fp8" : " wkv f32");
     return 0;
@@ -134,12 +138,10 @@ int bench(int argc, char** argv) {
 
   // bf16: bf16 table (demo; the fused table is FP8 either way) and bf16 projection weights;
   // bf16-native: the same, with activations rounded to bf16 (AVX512-BF16 CPUs), multiplied with
-  // vdpbf16ps or f32 FMA as bf16_dot() picks; the roofline's peak is that instruction's.
+  // vdpbf16ps or f32 FMA as bf16_dot() picks.
   CheckpointOptions options;
   options.bf16_projection = dtype != "f32";
   options.bf16_compute = dtype == "bf16-native";
-  const bool on_vdpbf16ps =
-      options.bf16_compute && active_isa() >= Isa::kAvx512Bf16 && bf16_dot() == Bf16Dot::kBf16;
   const double weight_bytes = (options.bf16_projection ? 2.0 : 4.0) *
                               static_cast<double>((config.hc_mult + 1) * config.hidden_size) *
                               static_cast<double>(config.memory_dim());
@@ -150,8 +152,8 @@ int bench(int argc, char** argv) {
   const std::string what = "config " + args.str("config"), suffix = " dtype " + dtype;
   std::visit(
       [&](const auto& layer) {
-        bench_layer(layer, args, ids, hidden, batch, seqlen, reps, weight_bytes, row_bytes,
-                    on_vdpbf16ps, what, suffix);
+        bench_layer(layer, args, ids, hidden, batch, seqlen, reps, weight_bytes, row_bytes, what,
+                    suffix);
       },
       load_engram_layer(config, file, c.hasher, options));
   return 0;

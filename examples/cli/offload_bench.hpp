@@ -245,17 +245,17 @@ inline uint64_t checksum(const std::vector<float>& v) {
   return XXH3_64bits(v.data(), v.size() * sizeof(float));
 }
 
-/// What one pass of alternating resident and offloaded batches measured.
 /// How a pass fetches each batch's rows: kSync when its layer needs them (no prefetch); kCold, a
 /// pipeline starting empty (the first batch queues its own rows at its start, every later batch's
 /// rows are fetched during the batch before); kRunning, a pipeline already running (the first
 /// batch's rows were staged during the batch before the pass, uncharged).
 enum class Pipeline { kSync, kCold, kRunning };
 
+/// What one pass of alternating resident and offloaded batches measured.
 struct PassResult {
   int64_t tokens = 0, mismatches = 0;
-  int64_t uncharged_pages =
-      0;  ///< pages read for the first batch before the timer (Pipeline::kRunning)
+  /// Pages read for the first batch before the timer (Pipeline::kRunning).
+  int64_t uncharged_pages = 0;
   double resident_seconds = 0, offloaded_seconds = 0, wait_seconds = 0, engram_seconds = 0;
   FetchReport fetched;
   double resident_rate() const { return static_cast<double>(tokens) / resident_seconds; }
