@@ -133,8 +133,12 @@ int bench(int argc, char** argv) {
       cache_dir, config, c.hasher->primes(), layer_id,
       dtype == "f32" ? example::TableDtype::kF32 : example::TableDtype::kBF16);
   auto file = std::make_shared<const SafetensorsFile>(path);
-  const auto [ids, hidden] =
+  // Named, not a structured binding: the visit lambda below captures them (clang 14 cannot
+  // capture bindings).
+  const auto inputs =
       bench_inputs(c.lookup.vocab_size(), batch, seqlen, config.hc_mult * config.hidden_size);
+  const std::vector<int64_t>& ids = inputs.first;
+  const std::vector<float>& hidden = inputs.second;
 
   // bf16: bf16 table (demo; the fused table is FP8 either way) and bf16 projection weights;
   // bf16-native: the same, with activations rounded to bf16 (AVX512-BF16 CPUs), multiplied with
