@@ -70,6 +70,8 @@ void bench_layer(const Layer& layer, const Args& args, std::span<const int64_t> 
   if constexpr (requires { layer.projection().bf16_weights().uses_vdpbf16ps(); })
     on_vdpbf16ps =
         layer.projection().is_bf16() && layer.projection().bf16_weights().uses_vdpbf16ps();
+  if constexpr (requires { layer.fp8_projection().uses_vdpbf16ps(); })
+    if (example::uses_fp8_projection(layer)) on_vdpbf16ps = layer.fp8_projection().uses_vdpbf16ps();
   if (limits) example::print_roofline(work, median, *limits, on_vdpbf16ps);
   if (args.flag("profile")) {
     example::print_profile(example::profile_layer(layer, ids, hidden, batch, seqlen, reps), tokens);

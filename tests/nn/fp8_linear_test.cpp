@@ -185,6 +185,21 @@ TEST(Fp8BlockLinear, EveryPathMatchesReference) {
   }
 }
 
+// uses_vdpbf16ps (what a roofline compares with the bf16 dot peak) names the kernel forward runs
+// at the call: vdpbf16ps exactly at avx512bf16 with bf16_dot() kBf16.
+TEST(Fp8BlockLinear, SaysWhetherItRunsOnVdpbf16ps) {
+  std::mt19937 rng(16);
+  const Fp8BlockLinear lin(random_codes(64 * 64, rng), std::vector<std::uint8_t>(4, 127), 64, 64,
+                           "test.wkv");
+  for (const Path path : machine_paths()) {
+    SCOPED_TRACE(path.name());
+    const PathCap cap(path);
+    EXPECT_EQ(lin.uses_vdpbf16ps(), path.isa == Isa::kAvx512Bf16 && path.dot == Bf16Dot::kBf16);
+  }
+  const IsaCap scalar(Isa::kScalar);
+  EXPECT_FALSE(lin.uses_vdpbf16ps());
+}
+
 // Decode steps stream the weights through registers, prefill decodes panels into a buffer: both
 // must sum alike, so a row's output is the same whatever rows share the call (chunked == whole).
 TEST(Fp8BlockLinear, EveryPathGivesEachRowTheSameResultWholeOrChunked) {

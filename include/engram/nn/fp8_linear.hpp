@@ -121,6 +121,11 @@ class Fp8BlockLinear {
   std::int64_t out_features() const noexcept { return out_; }
   std::int64_t in_features() const noexcept { return in_; }
 
+  /// Whether forward multiplies on vdpbf16ps now (active_isa() avx512bf16 and bf16_dot() kBf16,
+  /// read at the call); else on f32 FMA or the scalar loop. A roofline compares the kernel with
+  /// the peak of its instruction.
+  bool uses_vdpbf16ps() const noexcept { return on_vdpbf16ps(active_isa()); }
+
   /// y = x W^T with the kernel of active_isa() (at avx512bf16: of bf16_dot()). x [rows, in],
   /// y [rows, out]; no aliasing.
   void forward(const float* x, std::int64_t rows, float* y) const {
@@ -131,7 +136,7 @@ class Fp8BlockLinear {
       const int64_t ldx = kblocks_ * kBlock;
       const std::uint8_t* packed = packed_->data();
       const float* scales = scales_->data();
-      if (isa == Isa::kAvx512Bf16 && bf16_dot() == Bf16Dot::kBf16) {
+      if (on_vdpbf16ps(isa)) {
         thread_local detail::AlignedBuffer<std::uint16_t> buffer;
         std::uint16_t* xb = buffer.ensure(static_cast<size_t>(rows * ldx));
         for (int64_t r = 0; r < rows; ++r) {
@@ -181,6 +186,10 @@ class Fp8BlockLinear {
   }
 
  private:
+  static bool on_vdpbf16ps(Isa isa) noexcept {
+    return ENGRAM_FP8_X86 && isa == Isa::kAvx512Bf16 && bf16_dot() == Bf16Dot::kBf16;
+  }
+
   // Packed layout: panel o / 32, pair step i / 2, output o % 32, column parity i % 2.
   std::int64_t offset(std::int64_t o, std::int64_t i) const noexcept {
     return ((o / kBlock) * (kblocks_ * kBlock / 2) + i / 2) * 64 + (o % kBlock) * 2 + (i & 1);
