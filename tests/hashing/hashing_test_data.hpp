@@ -62,7 +62,7 @@ inline const std::vector<std::string>& golden_case_names() {
   static const std::vector<std::string> names = {
       "shared_small_l15", "shared_fused_l14", "dsv3_kjv_n3h8", "dsv3_kjv_n4h8",
       "dsv3_n2h1_vocab1", "dsv3_n3h2_huge",   "llama2_n5h3",   "claude_n3h5",
-      "gpt4o_n4h2",       "gemma3_n2h16",     "qwen3_n3h4"};
+      "gpt4o_n4h2",       "gemma3_n2h16",     "qwen3_n3h4",    "dsv3_negative_ids"};
   return names;
 }
 

@@ -236,31 +236,63 @@ TYPED_TEST_P(NgramHasherConformance, OutOfRangeIdsNameThePositionAndWriteNothing
   std::vector<NgramHashState> states(2, h.initial_state());
   const auto before = states;
 
-  ids[1 * t + 5] = -1;
-  EXPECT_THAT(this->error_of([&] { h.hash_chunk(ids, b, t, out, states); }),
-              ::testing::HasSubstr("NgramHasher::hash_chunk: token id -1 at (batch 1, position 5) "
-                                   "is outside the compression table [0, 128815)"));
+  ids[1 * t + 5] = 128815;  // == lookup size
+  EXPECT_THAT(
+      this->error_of([&] { h.hash_chunk(ids, b, t, out, states); }),
+      ::testing::HasSubstr("NgramHasher::hash_chunk: token id 128815 at (batch 1, position 5) "
+                           "is outside the compression table [0, 128815)"));
   EXPECT_EQ(out, std::vector<int64_t>(out.size(), -3)) << "nothing written before the error";
   EXPECT_EQ(states, before) << "states unchanged by a failed call";
   ids[1 * t + 5] = 0;
-  ids[9] = 128815;  // == lookup size
+  ids[9] = std::numeric_limits<int64_t>::max();
   EXPECT_THAT(this->error_of([&] { h.hash(ids, b, t, out); }),
-              ::testing::HasSubstr("token id 128815 at (batch 0, position 9)"));
-  ids[9] = std::numeric_limits<int64_t>::min();
-  EXPECT_THAT(this->error_of([&] { h.hash(ids, b, t, out); }),
-              ::testing::HasSubstr("token id -9223372036854775808 at (batch 0, position 9)"));
+              ::testing::HasSubstr("token id 9223372036854775807 at (batch 0, position 9)"));
   std::vector<int32_t> ids32(ids.size(), 0);
-  ids32[13] = -7;
+  ids32[13] = 200000;
   EXPECT_THAT(this->error_of([&] { h.hash(ids32, b, t, out); }),
-              ::testing::HasSubstr("token id -7 at (batch 1, position 3)"));
+              ::testing::HasSubstr("token id 200000 at (batch 1, position 3)"));
   EXPECT_EQ(out, std::vector<int64_t>(out.size(), -3));
   // A dead token may hold any id; the same id live is an error.
   std::vector<uint8_t> live(ids.size(), 1);
   live[9] = 0;
   EXPECT_NO_THROW(h.hash(ids, b, t, out, live));
   EXPECT_THAT(this->error_of([&] { h.state_after(std::span<const int64_t>(ids).first(10)); }),
-              ::testing::HasSubstr("NgramHasher::state_after: token id -9223372036854775808 at "
+              ::testing::HasSubstr("NgramHasher::state_after: token id 9223372036854775807 at "
                                    "(batch 0, position 9)"));
+}
+
+// The reference compresses only ids >= 0 and hashes negative ones as they are (golden
+// dsv3_negative_ids has the values); under V4.1's cumulative rule a negative id is an error.
+TYPED_TEST_P(NgramHasherConformance, NegativeIdsAreHashedUncompressedExceptUnderTheCumulativeRule) {
+  using Hasher = NgramHasherT<TypeParam>;
+  EngramConfig config = hashing_config(3, 4, {1009, 1201});
+  const Hasher h(config, dsv3_lookup(), 15);
+  ASSERT_TRUE(h.accepts_negative_ids());
+  const int64_t b = 2, t = 10, cols = h.num_columns();
+  auto ids = random_ids(static_cast<size_t>(b * t), h.lookup_size(), 32);
+  ids[3] = -1, ids[12] = std::numeric_limits<int64_t>::min(), ids[19] = -100;
+  std::vector<int64_t> out(static_cast<size_t>(b * t * cols), -3);
+  h.hash(ids, b, t, out);
+  std::vector<NgramHashState> states(2, h.initial_state());
+  std::vector<int64_t> reference(out.size());
+  h.hash_chunk_reference(ids, b, t, reference, states);
+  EXPECT_EQ(out, reference) << "fast path == the scalar spec";
+  EXPECT_EQ(states[1].history().back(), -100) << "the state keeps the uncompressed id";
+  // Sequence 0 in two chunks split after its -1: the state carries the negative id across.
+  std::vector<NgramHashState> one(1, h.initial_state());
+  std::vector<int64_t> chunked(static_cast<size_t>(t * cols));
+  const std::span<const int64_t> seq(ids.data(), static_cast<size_t>(t));
+  h.hash_chunk(seq.first(4), 1, 4, std::span(chunked).first(static_cast<size_t>(4 * cols)), one);
+  h.hash_chunk(seq.subspan(4), 1, t - 4, std::span(chunked).subspan(static_cast<size_t>(4 * cols)),
+               one);
+  EXPECT_EQ(chunked, std::vector<int64_t>(out.begin(), out.begin() + t * cols));
+
+  config.dead_token_rule = DeadTokenRule::kCumulative;
+  const Hasher v41(config, dsv3_lookup(), 15);
+  EXPECT_FALSE(v41.accepts_negative_ids());
+  EXPECT_THAT(this->error_of([&] { v41.hash(ids, b, t, out); }),
+              ::testing::HasSubstr("token id -1 at (batch 0, position 3) is outside the "
+                                   "compression table [0, 128815)"));
 }
 
 TYPED_TEST_P(NgramHasherConformance, ShapeStateAndConfigErrorsAreSpecific) {
@@ -381,6 +413,7 @@ REGISTER_TYPED_TEST_SUITE_P(NgramHasherConformance, FastMatchesReferenceAcrossSh
                             StateAfterPrefixContinuesTheSequence,
                             MaskedTokensHashAsPadIdAndAreNeverRead, Int32IdsEqualInt64Ids,
                             OutOfRangeIdsNameThePositionAndWriteNothing,
+                            NegativeIdsAreHashedUncompressedExceptUnderTheCumulativeRule,
                             ShapeStateAndConfigErrorsAreSpecific, DeterministicAndLayerDependent,
                             BucketsAreUniformOverDistinctNgramsOfRealText);
 

@@ -370,13 +370,14 @@ TEST(RaggedBatch, Errors) {
               }),
               HasSubstr("1 states for 2 sequences"));
   std::vector<int64_t> ids(g.input_ids.begin(), g.input_ids.begin() + 1);
-  ids[0] = -5;
+  ids[0] = layer.hasher()->lookup_size() + 5;
   const std::vector<int64_t> lone = {0, 1};
   EXPECT_THAT(error_of([&] {
                 layer.forward_tokens_ragged(ids, std::span(g.hidden).first(g.width()), lone, out,
                                             {}, ws);
               }),
-              HasSubstr("token id -5 at sequence 1, position 0"));
+              HasSubstr("token id " + std::to_string(layer.hasher()->lookup_size() + 5) +
+                        " at sequence 1, position 0"));
 }
 
 }  // namespace

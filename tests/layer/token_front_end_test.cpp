@@ -142,10 +142,10 @@ TEST(TokenFrontEnd, Errors) {
   // a failed chunk leaves every state where it was
   std::vector<EngramDecodeState> states = {layer.make_state(), layer.make_state()};
   std::vector<EngramDecodeState*> ptrs = {&states[0], &states[1]};
-  std::vector<int64_t> chunk = {5, 6, 7, -3};
+  std::vector<int64_t> chunk = {5, 6, 7, static_cast<int64_t>(dsv3_lookup().size()) + 3};
   std::vector<float> hidden(4 * g.width()), chunk_out(4 * g.width());
   EXPECT_THAT(error_of([&] { layer.forward_tokens(chunk, hidden, 2, 2, chunk_out, ptrs, ws); }),
-              HasSubstr("token id -3 at sequence 1, position 1"));
+              HasSubstr("token id 128818 at sequence 1, position 1"));
   for (const auto& s : states) {
     EXPECT_EQ(s.position(), 0);
     EXPECT_EQ(s.hash_state(), layer.hasher()->initial_state());

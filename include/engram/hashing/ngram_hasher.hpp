@@ -3,7 +3,10 @@
 // NgramHasherT<Policy> maps token ids [B, T] (int64 or int32) of layer `layer_id` to row ids
 // [B, T, (N - 1) * H] (N = max_ngram_size, H = n_head_per_ngram; orders outer, heads inner):
 //
-//   x[t]      = live[t] ? lookup[ids[t]] : pad       pad = lookup[pad_id]; x[t] = pad for t < 0
+//   x[t]      = live[t] ? c(ids[t]) : pad            pad = lookup[pad_id]; x[t] = pad for t < 0
+//   c(id)     = lookup[id], or id itself when id < 0 (the reference compresses only ids >= 0, so a
+//               negative id, e.g. a -1 pad, is hashed as it is; DeadTokenRule::kCumulative, V4.1's
+//               rule, takes ids in [0, lookup size) only)
 //   out[t][c] = Policy row of the n-gram x[t-n+1..t] for head c, in [0, primes[c])
 //
 // NumpyMultiplyXor (default) is bit-exact with DeepSeek's reference: odd multipliers from
@@ -258,8 +261,11 @@ class NgramHasherT {
   int64_t heads_per_ngram() const noexcept { return heads_; }
   /// Row ids per token: (N - 1) * H.
   int64_t num_columns() const noexcept { return columns_; }
-  /// Ids accepted: [0, lookup_size()).
+  /// Ids accepted: below lookup_size(), and >= 0 unless accepts_negative_ids().
   int64_t lookup_size() const noexcept { return static_cast<int64_t>(lookup_.size()); }
+  /// Whether negative ids are taken (hashed uncompressed, as the reference does): under
+  /// DeadTokenRule::kPadPosition; V4.1's kCumulative rule refuses them.
+  bool accepts_negative_ids() const noexcept { return !cumulative_; }
   /// C = max(lookup) + 1.
   int64_t compressed_vocab_size() const noexcept { return compressed_vocab_size_; }
   /// lookup[pad_id]: the id before the sequence start and of dead tokens.
@@ -369,7 +375,12 @@ class NgramHasherT {
   int64_t compress(std::span<const Id> ids, std::span<const uint8_t> live,
                    int64_t i) const noexcept {
     if (!live.empty() && live[static_cast<size_t>(i)] == 0) return dead_value();
-    return lookup_[static_cast<size_t>(ids[static_cast<size_t>(i)])];
+    return compress_id(static_cast<int64_t>(ids[static_cast<size_t>(i)]));
+  }
+
+  /// c(id) of the banner: lookup[id], a negative id (checked allowed) unchanged.
+  int64_t compress_id(int64_t id) const noexcept {
+    return id < 0 ? id : lookup_[static_cast<size_t>(id)];
   }
 
   template <class Id>
@@ -382,9 +393,10 @@ class NgramHasherT {
         if (!live.empty() && live[i] == 0) continue;
         const Id id = ids[i];
         bool ok = static_cast<uint64_t>(id) < size;
-        if constexpr (std::is_signed_v<Id>) ok = ok && id >= 0;
+        if constexpr (std::is_signed_v<Id>) ok = id >= 0 ? ok : accepts_negative_ids();
         ENGRAM_CHECK(ok, where, ": token id ", static_cast<int64_t>(id), " at (batch ", b,
-                     ", position ", t, ") is outside the compression table [0, ", size, ")");
+                     ", position ", t, ") is outside the compression table [0, ", size, ")",
+                     accepts_negative_ids() ? " (negative ids are hashed as they are)" : "");
       }
   }
 
@@ -395,9 +407,11 @@ class NgramHasherT {
                  " ids, expected max_ngram_size - 1 = ", max_ngram_size_ - 1,
                  " (make states with initial_state() or state_after())");
     for (int64_t v : history)
-      ENGRAM_CHECK((v >= 0 && v < compressed_vocab_size_) || (cumulative_ && v == kDeadMarker),
+      ENGRAM_CHECK((v < compressed_vocab_size_ && (v >= 0 || accepts_negative_ids())) ||
+                       (cumulative_ && v == kDeadMarker),
                    where, ": state of sequence ", b, " holds compressed id ", v, ", outside [0, ",
-                   compressed_vocab_size_, ")");
+                   compressed_vocab_size_, ")",
+                   accepts_negative_ids() ? " (or a negative token id)" : "");
   }
 
   /// What a dead token's slot holds before blocking: pad, or the marker of the cumulative rule.
@@ -489,16 +503,15 @@ class NgramHasherT {
     const int64_t lookback = max_ngram_size_ - 1;
     std::array<int64_t, kBlock + kMaxLookback> window;
     std::copy_n(history, lookback, window.begin());
-    const int64_t* lookup = lookup_.data();
     int64_t* x = window.data() + lookback;
     for (int64_t t0 = 0; t0 < seqlen; t0 += kBlock) {
       const int64_t n = std::min(kBlock, seqlen - t0);
       if (live.empty()) {
-        for (int64_t i = 0; i < n; ++i) x[i] = lookup[static_cast<size_t>(ids[t0 + i])];
+        for (int64_t i = 0; i < n; ++i) x[i] = compress_id(static_cast<int64_t>(ids[t0 + i]));
       } else {
         const int64_t dead = dead_value();
         for (int64_t i = 0; i < n; ++i)
-          x[i] = live[t0 + i] != 0 ? lookup[static_cast<size_t>(ids[t0 + i])] : dead;
+          x[i] = live[t0 + i] != 0 ? compress_id(static_cast<int64_t>(ids[t0 + i])) : dead;
       }
       if (cumulative_)  // the history may hold dead tokens even when this chunk has none
         hash_rows_cumulative(x, n, out + t0 * columns_, false);

@@ -10,7 +10,8 @@ tokenizers' compression tables, the JSON files that ../shared/reference/gen_look
                            layer, compressed vocabulary size, N).
   dsv3_lookup.safetensors  the DeepSeek-V3 compression table (I32 `lookup`, 128,815 entries).
   kjv_slice.safetensors    the first 24,576 DeepSeek-V3 token ids of the King James Bible (I32).
-  golden/<case>.safetensors  one hashing case each: `input_ids` [B, T] (I32), `hash_ids` [B, T, cols]
+  golden/<case>.safetensors  one hashing case each (`make_golden.py negative_ids` rewrites only
+                           dsv3_negative_ids): `input_ids` [B, T] (I32), `hash_ids` [B, T, cols]
                            (I64) from `engram_ref.py hash`, `multipliers` [N] and `primes` [cols] (I64)
                            from the oracle's HashMapping, optionally `lookup` (I32); metadata `config`
                            (JSON), `layer_id`, `lookup` ("dsv3" or "inline") and `description`.
@@ -193,6 +194,20 @@ def make_case(name, cfg, lut_name, ids, layer, description, tmp, inline=True):
     print(name, tuple(expected.shape), "primes", primes[:3], "...")
 
 
+def negative_ids_golden(tmp, rng):
+    """Negative token ids: the reference compresses only ids >= 0 and hashes the others as they are
+    (a -1 or -100 pad, down to the int32 minimum): their products wrap and their mixes go negative."""
+    V = len(load_lut("dsv3"))
+    ids = rng.integers(0, V, 2 * 45).astype(np.int64)
+    ids[[0, 3, 4, 5, 17, 44, 45, 50, 51, 52, 60, 89]] = [-1, -100, -1, -1, -2**31, -2**31 + 1, -7, -1, V - 1,
+                                                        -123456789, 0, -1]
+    make_case("dsv3_negative_ids", {"n_embed_per_ngram": 320, "kernel_size": 4, "hidden_size": 64, "hc_mult": 2,
+                                    "engram_vocab_size": [20011, 30011, 40009], "max_ngram_size": 4,
+                                    "n_head_per_ngram": 5, "layer_ids": [3, 11], "pad_id": 2, "seed": 42},
+              "dsv3", ids.reshape(2, 45), 11,
+              "negative token ids (hashed uncompressed, as the reference does), N=4 H=5", tmp, inline=False)
+
+
 def hash_goldens():
     os.makedirs(os.path.join(ROOT, "golden"), exist_ok=True)
     rng = np.random.default_rng(7)
@@ -233,6 +248,7 @@ def hash_goldens():
                   "V4.1-style N=4 H=8, integer engram_vocab_size, third layer, King James Bible text", tmp,
                   inline=False)
         V = len(lut_dsv3)
+        negative_ids_golden(tmp, np.random.default_rng(45))  # its own draws: the others unchanged
         make_case("dsv3_n2h1_vocab1", dict(base, engram_vocab_size=[1], max_ngram_size=2, n_head_per_ngram=1,
                                            n_embed_per_ngram=64, layer_ids=[0, 3], pad_id=0, seed=5),
                   "dsv3", with_edges(rng.integers(0, V, 3 * 17), V, 0).reshape(3, 17), 3,
@@ -267,5 +283,9 @@ def hash_goldens():
 
 
 if __name__ == "__main__":
-    numpy_random_cases()
-    hash_goldens()
+    if sys.argv[1:] == ["negative_ids"]:  # this case alone (needs no other tokenizer's table)
+        with tempfile.TemporaryDirectory() as tmp:
+            negative_ids_golden(tmp, np.random.default_rng(45))
+    else:
+        numpy_random_cases()
+        hash_goldens()
