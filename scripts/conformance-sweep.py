@@ -15,7 +15,7 @@ goldens under tests/data are). Exit status 1 when a case fails.
 
   /usr/bin/python3 scripts/conformance-sweep.py --cases 40 --seed 1
 """
-import argparse, json, os, subprocess, sys, tempfile
+import argparse, json, os, shutil, subprocess, sys, tempfile
 
 import numpy as np
 
@@ -27,7 +27,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
     ap.add_argument("--engram", default="build/bin/engram", help="the CLI (default build/bin/engram)")
     ap.add_argument("--reference", default="../shared/reference", help="folder of engram_ref.py, v41_ref.py")
-    ap.add_argument("--workdir", default=None, help="keep the cases here (default: a temporary folder)")
+    ap.add_argument("--workdir", default=None, help="keep the cases here (default: a temporary folder, removed when every case matches)")
     a = ap.parse_args()
     sys.path.insert(0, a.reference)
     import torch
@@ -111,7 +111,10 @@ def main():
         failures += bool(problems)
         print(f"case {i} {kind}: {'FAIL ' + '; '.join(problems) if problems else 'ok'}  {what if problems else ''}",
               flush=True)
-    print(f"{a.cases - failures} of {a.cases} cases match the oracles ({work})")
+    print(f"{a.cases - failures} of {a.cases} cases match the oracles"
+          + ("" if a.workdir is None and not failures else f" ({work})"))
+    if a.workdir is None and not failures:
+        shutil.rmtree(work)
     return 1 if failures else 0
 
 

@@ -266,6 +266,16 @@ class NgramHasherT {
   /// Whether negative ids are taken (hashed uncompressed, as the reference does): under
   /// DeadTokenRule::kPadPosition; V4.1's kCumulative rule refuses them.
   bool accepts_negative_ids() const noexcept { return !cumulative_; }
+  /// Whether a live token id is taken (the rule every id check applies).
+  bool accepts_token_id(int64_t id) const noexcept {
+    return id < lookup_size() && (id >= 0 || accepts_negative_ids());
+  }
+  /// Whether a state's history may hold v: a compressed id, a negative token id (when
+  /// accepts_negative_ids()) or, under the cumulative rule, kDeadMarker.
+  bool accepts_history_id(int64_t v) const noexcept {
+    return (v < compressed_vocab_size_ && (v >= 0 || accepts_negative_ids())) ||
+           (cumulative_ && v == kDeadMarker);
+  }
   /// C = max(lookup) + 1.
   int64_t compressed_vocab_size() const noexcept { return compressed_vocab_size_; }
   /// lookup[pad_id]: the id before the sequence start and of dead tokens.
@@ -392,8 +402,11 @@ class NgramHasherT {
         const size_t i = static_cast<size_t>(b * seqlen + t);
         if (!live.empty() && live[i] == 0) continue;
         const Id id = ids[i];
-        bool ok = static_cast<uint64_t>(id) < size;
-        if constexpr (std::is_signed_v<Id>) ok = id >= 0 ? ok : accepts_negative_ids();
+        bool ok;
+        if constexpr (std::is_signed_v<Id>)
+          ok = accepts_token_id(static_cast<int64_t>(id));
+        else
+          ok = static_cast<uint64_t>(id) < size;
         ENGRAM_CHECK(ok, where, ": token id ", static_cast<int64_t>(id), " at (batch ", b,
                      ", position ", t, ") is outside the compression table [0, ", size, ")",
                      accepts_negative_ids() ? " (negative ids are hashed as they are)" : "");
@@ -407,10 +420,8 @@ class NgramHasherT {
                  " ids, expected max_ngram_size - 1 = ", max_ngram_size_ - 1,
                  " (make states with initial_state() or state_after())");
     for (int64_t v : history)
-      ENGRAM_CHECK((v < compressed_vocab_size_ && (v >= 0 || accepts_negative_ids())) ||
-                       (cumulative_ && v == kDeadMarker),
-                   where, ": state of sequence ", b, " holds compressed id ", v, ", outside [0, ",
-                   compressed_vocab_size_, ")",
+      ENGRAM_CHECK(accepts_history_id(v), where, ": state of sequence ", b, " holds compressed id ",
+                   v, ", outside [0, ", compressed_vocab_size_, ")",
                    accepts_negative_ids() ? " (or a negative token id)" : "");
   }
 

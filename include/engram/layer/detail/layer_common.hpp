@@ -286,10 +286,9 @@ void check_token_ids(std::string_view who, const Hasher& hasher, std::span<const
   for (int64_t s = 0, i = 0; s < segments.count; ++s)
     for (int64_t t = 0, len = segments.length(s); t < len; ++t, ++i) {
       if (!live.empty() && live[i] == 0) continue;
-      ENGRAM_CHECK(input_ids[i] < hasher.lookup_size() &&
-                       (input_ids[i] >= 0 || hasher.accepts_negative_ids()),
-                   who, ": token id ", input_ids[i], " at sequence ", s, ", position ", t,
-                   " is outside the compression table [0, ", hasher.lookup_size(), ")",
+      ENGRAM_CHECK(hasher.accepts_token_id(input_ids[i]), who, ": token id ", input_ids[i],
+                   " at sequence ", s, ", position ", t, " is outside the compression table [0, ",
+                   hasher.lookup_size(), ")",
                    hasher.accepts_negative_ids() ? " (negative ids are hashed as they are)" : "");
     }
 }
@@ -326,12 +325,9 @@ void hash_token_segments(std::string_view who, const Hasher& hasher,
                  " ids, expected max_ngram_size - 1 = ", hasher.max_ngram_size() - 1,
                  " (make states with the layer's make_state())");
     for (int64_t v : history)
-      ENGRAM_CHECK(
-          (v < hasher.compressed_vocab_size() && (v >= 0 || hasher.accepts_negative_ids())) ||
-              (hasher.cumulative_dead_rule() && v == Hasher::kDeadMarker),
-          who, ": state ", s, " holds compressed id ", v, ", outside [0, ",
-          hasher.compressed_vocab_size(), ")",
-          hasher.accepts_negative_ids() ? " (or a negative token id)" : "");
+      ENGRAM_CHECK(hasher.accepts_history_id(v), who, ": state ", s, " holds compressed id ", v,
+                   ", outside [0, ", hasher.compressed_vocab_size(), ")",
+                   hasher.accepts_negative_ids() ? " (or a negative token id)" : "");
   }
   const auto cols = static_cast<size_t>(hasher.num_columns());
   for (int64_t s = 0, first = 0; s < segments.count; first += segments.length(s++)) {
